@@ -1,0 +1,3 @@
+import PostgresNIO
+import ServiceLifecycle
+import Logging

@@ -1,0 +1,3 @@
+import AgentQueue
+import ArgumentParser
+print("x")

@@ -1,0 +1,305 @@
+-- AgentQueue 003: the functions workers call (SPEC section 5). Producers do not need them; they are
+-- SQL so each worker step is one round trip and can be read (and tried) from psql.
+--
+-- Lock order everywhere: thread rows (by id), then job rows. Fencing: every write a worker makes is
+-- conditional on `status = 'running' and worker = $worker and attempt = $attempt`, so a worker that
+-- lost its lease (the job was taken back and maybe claimed again) matches no row and changes nothing.
+
+-- A worker process announces itself (and again after a reconnect).
+create or replace function agentq.register_worker(p_id text, p_host text, p_pid int, p_queues text[], p_concurrency int)
+returns void language sql as $$
+    insert into agentq.worker_registry (id, host, pid, queues, concurrency)
+    values (p_id, p_host, p_pid, p_queues, p_concurrency)
+    on conflict (id) do update set host = excluded.host, pid = excluded.pid, queues = excluded.queues,
+        concurrency = excluded.concurrency, heartbeat_at = now(), waiting = false
+$$;
+
+create or replace function agentq.deregister_worker(p_id text) returns void
+language sql as $$ delete from agentq.worker_registry where id = p_id $$;
+
+-- Takes back jobs whose lease expired (their worker died or stalled): requeued with the attempt
+-- counted, failed when attempts are used up, cancelled when a cancel was requested. Their pending
+-- messages fail and their streams abort. Threads locked by others are skipped until the next call.
+create or replace function agentq.take_back_expired(p_limit int default 100) returns int
+language plpgsql as $$
+declare
+    cand record;
+    thread_ids uuid[];
+    ended_threads uuid[];
+    n int := 0;
+    j record;
+begin
+    select array_agg(distinct c.thread_id) into thread_ids
+      from (select jb.thread_id from agentq.jobs jb
+             where jb.status = 'running' and jb.lease_expires_at < now()
+             order by jb.lease_expires_at limit p_limit) c;
+    if not found or thread_ids is null and not exists (
+        select 1 from agentq.jobs where status = 'running' and lease_expires_at < now() and thread_id is null) then
+        return 0;
+    end if;
+    -- Lock the threads we can; a thread locked by a completing worker is left for the next pass.
+    select array_agg(t.id) into thread_ids
+      from (select id from agentq.threads where id = any (thread_ids) order by id for update skip locked) t;
+    ended_threads := '{}';
+    for j in
+        update agentq.jobs jb
+           set status = case when jb.cancel_requested then 'cancelled'
+                             when jb.attempt >= jb.max_attempts then 'failed' else 'queued' end,
+               last_error = case when jb.cancel_requested then 'cancelled'
+                                 else 'lease expired: worker ' || jb.worker || ' stopped heartbeating' end,
+               finished_at = case when jb.cancel_requested or jb.attempt >= jb.max_attempts then now() end,
+               blocked = false, worker = null, lease_expires_at = null, run_at = now()
+         where jb.id in (select c.id from agentq.jobs c
+                          where c.status = 'running' and c.lease_expires_at < now()
+                            and (c.thread_id is null or c.thread_id = any (coalesce(thread_ids, '{}')))
+                          order by c.lease_expires_at limit p_limit
+                          for update skip locked)
+        returning jb.id, jb.thread_id, jb.status
+    loop
+        n := n + 1;
+        update agentq.messages set status = 'failed', error = 'lease expired', updated_at = now()
+         where job_id = j.id and status = 'pending';
+        update agentq.streams set status = 'aborted', abort_reason = 'timeout', updated_at = now()
+         where job_id = j.id and status = 'streaming';
+        if j.status <> 'queued' and j.thread_id is not null then
+            ended_threads := ended_threads || j.thread_id;
+        end if;
+        perform agentq.emit(jsonb_build_object('type', 'job.' || j.status, 'thread_id', j.thread_id, 'job_id', j.id,
+                                               'status', j.status, 'text', 'lease expired'));
+    end loop;
+    if cardinality(ended_threads) > 0 then
+        perform agentq.unblock_next(ended_threads);
+    end if;
+    return n;
+end $$;
+
+-- Claims up to p_limit runnable jobs for a worker, walking its queues in the order given, after taking
+-- back expired leases. Each queue's claim is the CTE-fenced SKIP LOCKED statement on the jobs_claim
+-- index. Marks the worker `waiting` when it got fewer jobs than it asked for (producers then NOTIFY it).
+create or replace function agentq.claim(p_worker text, p_queues text[], p_limit int, p_lease interval)
+returns setof agentq.jobs language plpgsql
+set plan_cache_mode = force_custom_plan as $$
+declare
+    q text;
+    j agentq.jobs;
+    got int := 0;
+begin
+    if exists (select 1 from agentq.jobs where status = 'running' and lease_expires_at < now()) then
+        perform agentq.take_back_expired(100);
+    end if;
+    foreach q in array p_queues loop
+        exit when got >= p_limit;
+        for j in
+            with c as (
+                select id from agentq.jobs
+                 where status = 'queued' and not blocked and queue = q and run_at <= now()
+                 order by priority, run_at, id
+                 limit p_limit - got
+                 for update skip locked)
+            update agentq.jobs jb
+               set status = 'running', attempt = jb.attempt + 1, worker = p_worker,
+                   started_at = now(), lease_expires_at = now() + p_lease
+              from c where jb.id = c.id
+            returning jb.*
+        loop
+            got := got + 1;
+            perform agentq.emit(jsonb_build_object('type', 'job.running', 'thread_id', j.thread_id, 'job_id', j.id,
+                                                   'status', 'running'));
+            return next j;
+        end loop;
+    end loop;
+    update agentq.worker_registry set waiting = (got < p_limit), heartbeat_at = now()
+     where id = p_worker and waiting is distinct from (got < p_limit);
+    return;
+end $$;
+
+-- Extends the leases of the jobs a worker holds. Returns the ones it still holds (a job missing from
+-- the answer was taken back: the worker must drop it) and whether a cancel was requested.
+create or replace function agentq.heartbeat(p_worker text, p_job_ids bigint[], p_lease interval)
+returns table (job_id bigint, cancel_requested boolean) language plpgsql as $$
+#variable_conflict use_column
+begin
+    update agentq.worker_registry set heartbeat_at = now(), in_hand = cardinality(p_job_ids) where id = p_worker;
+    return query
+        update agentq.jobs jb set lease_expires_at = now() + p_lease
+         where jb.id = any (p_job_ids) and jb.status = 'running' and jb.worker = p_worker
+        returning jb.id, jb.cancel_requested;
+end $$;
+
+-- Finishes a batch of a worker's jobs in one transaction. Each item:
+--   {"job_id", "attempt", "outcome": succeeded|retry|failed|cancelled|released, "error", "retry_at",
+--    "result": {...}, "messages": [{"id", "role", "content", "text", "model", "provider", "usage",
+--    "finish_reason", "agent_name", "tool"}], "usage": [{"provider", "model", "prompt_tokens",
+--    "completion_tokens", "total_tokens", "raw", "kind"}]}
+-- `retry` requeues at retry_at (or fails when attempts are used up); `released` hands the job back
+-- without counting the attempt (graceful shutdown). Messages are saved at the prompt's ord, after its
+-- last step. Usage is recorded for every item, even one whose lease was lost (the call happened).
+-- Returns, per item, whether it was applied (false: the worker no longer held the job).
+-- One item of finish_jobs, parsed.
+do $$ begin
+    if not exists (select 1 from pg_type t join pg_namespace n on n.oid = t.typnamespace
+                    where n.nspname = 'agentq' and t.typname = 'finish_item') then
+        create type agentq.finish_item as (
+            job_id bigint, attempt int, outcome text, error text, retry_at timestamptz, result jsonb,
+            messages jsonb, usage jsonb, thread_id uuid, user_id text, agent_name text, prompt_message_id uuid);
+    end if;
+end $$;
+
+create or replace function agentq.finish_jobs(p_worker text, p_items jsonb)
+returns table (job_id bigint, applied boolean) language plpgsql as $$
+#variable_conflict use_column
+declare
+    items agentq.finish_item[];
+    applied_ids bigint[];
+    ended_threads uuid[];
+    r record;
+begin
+    select coalesce(array_agg(row(x.job_id, x.attempt, x.outcome, x.error, x.retry_at, x.result, x.messages, x.usage,
+                                  jb.thread_id, jb.user_id, jb.agent_name, jb.prompt_message_id)::agentq.finish_item
+                              order by x.job_id), '{}')
+      into items
+      from jsonb_to_recordset(p_items) as x(job_id bigint, attempt int, outcome text, error text,
+                                            retry_at timestamptz, result jsonb, messages jsonb, usage jsonb)
+      left join agentq.jobs jb on jb.id = x.job_id;
+
+    -- Lock order: threads first.
+    perform 1 from agentq.threads t where t.id in (select fi.thread_id from unnest(items) fi) order by t.id for update;
+
+    -- The fenced status change.
+    with upd as (
+        update agentq.jobs jb
+           set status = case fi.outcome
+                            when 'succeeded' then 'succeeded'
+                            when 'cancelled' then 'cancelled'
+                            when 'failed' then 'failed'
+                            when 'released' then 'queued'
+                            else case when jb.attempt >= jb.max_attempts then 'failed' else 'queued' end end,
+               attempt = case when fi.outcome = 'released' then jb.attempt - 1 else jb.attempt end,
+               run_at = case when fi.outcome = 'retry' then coalesce(fi.retry_at, now())
+                             when fi.outcome = 'released' then now() else jb.run_at end,
+               result = case when fi.outcome = 'succeeded' then fi.result else jb.result end,
+               last_error = case when fi.outcome in ('succeeded', 'released') then jb.last_error
+                                 else coalesce(fi.error, fi.outcome) end,
+               finished_at = case when fi.outcome in ('succeeded', 'cancelled', 'failed')
+                                    or (fi.outcome = 'retry' and jb.attempt >= jb.max_attempts) then now() end,
+               worker = null, lease_expires_at = null
+          from unnest(items) fi
+         where jb.id = fi.job_id and jb.status = 'running' and jb.worker = p_worker and jb.attempt = fi.attempt
+        returning jb.id, jb.thread_id, jb.status)
+    select coalesce(array_agg(upd.id), '{}'),
+           coalesce(array_agg(distinct upd.thread_id) filter (where upd.status <> 'queued' and upd.thread_id is not null), '{}')
+      into applied_ids, ended_threads
+      from upd;
+
+    -- Pending messages of ended or retried attempts fail (they keep what was streamed into them).
+    for r in update agentq.messages m
+                set status = 'failed', updated_at = now(),
+                    error = case fi.outcome when 'cancelled' then 'cancelled' when 'released' then 'worker shut down'
+                                            when 'succeeded' then 'superseded' else coalesce(fi.error, fi.outcome) end
+               from unnest(items) fi
+              where fi.job_id = any (applied_ids) and m.job_id = fi.job_id and m.status = 'pending'
+             returning m.id, m.thread_id, m.job_id
+    loop
+        perform agentq.emit(jsonb_build_object('type', 'message.updated', 'thread_id', r.thread_id,
+                                               'message_id', r.id, 'job_id', r.job_id, 'status', 'failed'));
+    end loop;
+    update agentq.streams s set status = 'aborted', abort_reason = fi.outcome, updated_at = now()
+      from unnest(items) fi
+     where fi.job_id = any (applied_ids) and fi.outcome <> 'succeeded' and s.job_id = fi.job_id and s.status = 'streaming';
+
+    -- New messages go at the prompt's ord (or the thread's newest), after the last step there.
+    for r in
+        with placed as (
+            select fi.*, coalesce(pm.ord, t.last_ord) as ord
+              from unnest(items) fi
+              left join agentq.messages pm on pm.id = fi.prompt_message_id
+              left join agentq.threads t on t.id = fi.thread_id
+             where fi.job_id = any (applied_ids) and fi.thread_id is not null
+               and jsonb_typeof(fi.messages) = 'array')
+        insert into agentq.messages (id, thread_id, user_id, agent_name, ord, step, role, content, text, status,
+                                     error, model, provider, usage, finish_reason, tool, job_id)
+        select coalesce((e.msg->>'id')::uuid, gen_random_uuid()), p.thread_id, p.user_id,
+               coalesce(e.msg->>'agent_name', p.agent_name), p.ord,
+               coalesce((select max(m.step) from agentq.messages m where m.thread_id = p.thread_id and m.ord = p.ord), -1)
+                 + row_number() over (partition by p.thread_id, p.ord order by p.job_id, e.idx),
+               coalesce(e.msg->>'role', 'assistant'), coalesce(e.msg->'content', '[]'), e.msg->>'text',
+               coalesce(e.msg->>'status', 'success'), e.msg->>'error', e.msg->>'model', e.msg->>'provider',
+               e.msg->'usage', e.msg->>'finish_reason', coalesce((e.msg->>'tool')::boolean, false), p.job_id
+          from placed p
+          cross join lateral jsonb_array_elements(p.messages) with ordinality as e(msg, idx)
+        returning id, thread_id, job_id, status
+    loop
+        perform agentq.emit(jsonb_build_object('type', 'message.created', 'thread_id', r.thread_id,
+                                               'message_id', r.id, 'job_id', r.job_id, 'status', r.status));
+    end loop;
+
+    insert into agentq.usage (user_id, thread_id, agent_name, job_id, message_id, kind, provider, model,
+                              prompt_tokens, completion_tokens, total_tokens, raw)
+    select fi.user_id, fi.thread_id, fi.agent_name, fi.job_id, (u->>'message_id')::uuid, coalesce(u->>'kind', 'chat'),
+           u->>'provider', u->>'model', coalesce((u->>'prompt_tokens')::int, 0), coalesce((u->>'completion_tokens')::int, 0),
+           coalesce((u->>'total_tokens')::int, coalesce((u->>'prompt_tokens')::int, 0) + coalesce((u->>'completion_tokens')::int, 0)),
+           u->'raw'
+      from unnest(items) fi cross join lateral jsonb_array_elements(coalesce(fi.usage, '[]')) as u;
+
+    if cardinality(ended_threads) > 0 then
+        perform agentq.unblock_next(ended_threads);
+    end if;
+
+    for r in select jb.id, jb.thread_id, jb.status, jb.last_error from agentq.jobs jb where jb.id = any (applied_ids) loop
+        perform agentq.emit(jsonb_build_object('type', 'job.' || r.status, 'thread_id', r.thread_id,
+                                               'job_id', r.id, 'status', r.status,
+                                               'text', case when r.status <> 'succeeded' then r.last_error end));
+    end loop;
+
+    return query select fi.job_id, fi.job_id = any (applied_ids) from unnest(items) fi;
+end $$;
+
+-- The messages a generation reads: per job, the agent, the thread's agent_options, and the newest
+-- `p_recent` successful messages up to the prompt's ord (oldest first). Workers cut the window at a
+-- turn boundary and split off the replies already saved for the prompt.
+create or replace function agentq.job_contexts(p_job_ids bigint[], p_recent int)
+returns table (job_id bigint, prompt_ord int, prompt_step int, thread_agent_options jsonb, messages jsonb)
+language sql stable as $$
+    select j.id, p.ord, p.step, t.metadata->'agent_options',
+           coalesce((select jsonb_agg(jsonb_build_object('id', m.id, 'role', m.role, 'content', m.content,
+                                                         'text', m.text, 'ord', m.ord, 'step', m.step, 'tool', m.tool)
+                                      order by m.ord, m.step)
+                       from (select * from agentq.messages m
+                              where m.thread_id = j.thread_id and m.status = 'success'
+                                and (p.ord is null or m.ord <= p.ord)
+                              order by m.ord desc, m.step desc
+                              limit p_recent) m), '[]'::jsonb)
+      from unnest(p_job_ids) as x(id)
+      join agentq.jobs j on j.id = x.id
+      left join agentq.threads t on t.id = j.thread_id
+      left join agentq.messages p on p.id = j.prompt_message_id
+$$;
+
+-- Housekeeping, run by one worker at a time: prunes finished jobs and ended streams' deltas past
+-- their retention, and forgets dead listener sessions and workers. Returns what it deleted.
+create or replace function agentq.prune(p_batch int default 1000) returns jsonb
+language plpgsql as $$
+declare
+    jobs_deleted int;
+    deltas_deleted int;
+begin
+    if not pg_try_advisory_xact_lock(hashtext('agentq.prune')) then
+        return '{"skipped": true}';
+    end if;
+    delete from agentq.jobs where id in (
+        select id from agentq.jobs
+         where finished_at < now() - (agentq.setting('job_retention') #>> '{}')::interval
+         order by finished_at limit p_batch);
+    get diagnostics jobs_deleted = row_count;
+    delete from agentq.stream_deltas d where (d.stream_id, d.seq) in (
+        select d2.stream_id, d2.seq from agentq.streams s join agentq.stream_deltas d2 on d2.stream_id = s.id
+         where s.status <> 'streaming' and s.updated_at < now() - (agentq.setting('delta_retention') #>> '{}')::interval
+         limit p_batch);
+    get diagnostics deltas_deleted = row_count;
+    delete from agentq.listeners l
+     where not exists (select 1 from pg_stat_activity a where a.pid = l.pid and a.backend_start = l.backend_start);
+    delete from agentq.worker_registry where heartbeat_at < now() - interval '10 minutes';
+    return jsonb_build_object('jobs', jobs_deleted, 'deltas', deltas_deleted);
+end $$;
+
+insert into agentq.schema_migrations (version, name) values ('003', 'worker') on conflict (version) do nothing;
