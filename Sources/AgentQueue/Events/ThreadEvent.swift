@@ -1,0 +1,27 @@
+import Foundation
+
+/// One event of SPEC section 6, as it arrives in a NOTIFY payload.
+public struct ThreadEvent: Codable, Sendable, Hashable {
+    public var type: String
+    public var threadID: UUID?
+    public var jobID: Int64?
+    public var messageID: UUID?
+    public var streamID: UUID?
+    public var seq: Int?
+    public var status: String?
+    public var text: String?
+    public var truncated: Bool?
+
+    enum CodingKeys: String, CodingKey {
+        case type, seq, status, text, truncated
+        case threadID = "thread_id", jobID = "job_id", messageID = "message_id", streamID = "stream_id"
+    }
+
+    /// Parses a NOTIFY payload; nil when it is not an event.
+    public static func parse(_ payload: String) -> ThreadEvent? {
+        try? JSONDecoder().decode(ThreadEvent.self, from: Data(payload.utf8))
+    }
+
+    /// The job reached a final status.
+    public var isJobFinal: Bool { ["job.succeeded", "job.failed", "job.cancelled"].contains(type) }
+}

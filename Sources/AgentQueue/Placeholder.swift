@@ -1,3 +1,0 @@
-import PostgresNIO
-import ServiceLifecycle
-import Logging

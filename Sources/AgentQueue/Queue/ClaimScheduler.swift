@@ -1,0 +1,59 @@
+/// When to claim and how many: pure decisions of the worker's claim loop (no IO).
+///
+/// - A claim asks for the free capacity (`concurrency - inHand`), so one statement fills every slot.
+/// - A wake-up (NOTIFY, poll, reconnect) claims when a slot is free. A freed slot claims only when the
+///   last claim came back full (the queue probably has more), so an idle worker does not query for
+///   each finished job.
+/// - A claim that came back short marks the worker `waiting` in the database; the first such claim is
+///   followed by one more claim at once, which catches a job enqueued before the flag was visible.
+public struct ClaimScheduler: Sendable, Hashable {
+    public enum Trigger: Sendable { case wake, slotFreed }
+
+    public let concurrency: Int
+    public private(set) var inHand = 0
+    public private(set) var queueMayHaveMore = true
+    public private(set) var waiting = false
+    private var claimAgain = true
+
+    public init(concurrency: Int) {
+        precondition(concurrency > 0, "concurrency must be positive")
+        self.concurrency = concurrency
+    }
+
+    public var freeSlots: Int { concurrency - inHand }
+
+    /// Records a trigger.
+    public mutating func note(_ trigger: Trigger) {
+        switch trigger {
+        case .wake: claimAgain = true
+        case .slotFreed:
+            inHand -= 1
+            precondition(inHand >= 0, "more slots freed than claimed")
+            if queueMayHaveMore { claimAgain = true }
+        }
+    }
+
+    /// How many jobs to claim now; 0 means wait for the next trigger.
+    public mutating func nextClaimSize() -> Int {
+        guard claimAgain, freeSlots > 0 else { return 0 }
+        claimAgain = false
+        return freeSlots
+    }
+
+    /// Records what a claim of `asked` jobs returned.
+    public mutating func claimed(_ got: Int, asked: Int) {
+        inHand += got
+        queueMayHaveMore = got == asked
+        if got < asked {
+            if !waiting { claimAgain = true }   // the once-more claim that closes the race with enqueuers
+            waiting = true
+        } else {
+            waiting = false
+        }
+    }
+
+    /// A claim failed (database error): try again at the next wake-up.
+    public mutating func claimFailed() {
+        queueMayHaveMore = true
+    }
+}

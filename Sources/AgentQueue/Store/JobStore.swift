@@ -1,0 +1,167 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Every statement a worker sends. Each method is one round trip to a function of `sql/003_worker.sql`.
+public struct JobStore: Sendable {
+    public let client: PostgresClient
+    public let workerID: String
+
+    public init(client: PostgresClient, workerID: String) {
+        self.client = client
+        self.workerID = workerID
+    }
+
+    public func register(host: String, pid: Int, queues: [String], concurrency: Int, logger: Logger) async throws {
+        _ = try await client.query("""
+            SELECT agentq.register_worker(\(workerID), \(host), \(pid)::int, \(queues), \(concurrency)::int)
+            """, logger: logger).collect()
+    }
+
+    public func deregister(logger: Logger) async throws {
+        _ = try await client.query("SELECT agentq.deregister_worker(\(workerID))", logger: logger).collect()
+    }
+
+    /// Claims up to `limit` jobs from `queues` (in that order) with a lease of `lease`.
+    public func claim(queues: [String], limit: Int, lease: Duration, logger: Logger) async throws -> [ClaimedJob] {
+        let rows = try await client.query("""
+            SELECT id, kind, queue, attempt, max_attempts, thread_id, user_id, agent_name, prompt_message_id, options::text
+              FROM agentq.claim(\(workerID), \(queues), \(limit)::int, \(Self.interval(lease))::interval)
+            """, logger: logger)
+        var jobs: [ClaimedJob] = []
+        for try await (id, kind, queue, attempt, maxAttempts, thread, user, agent, prompt, options) in rows.decode(
+            (Int64, String, String, Int, Int, UUID?, String?, String?, UUID?, String).self) {
+            jobs.append(ClaimedJob(id: id, kind: kind, queue: queue, attempt: attempt, maxAttempts: maxAttempts,
+                                   threadID: thread, userID: user, agentName: agent, promptMessageID: prompt,
+                                   options: (try? JSONValue.parse(options)) ?? .object([:])))
+        }
+        return jobs
+    }
+
+    /// Extends the leases of `jobIDs`. Returns the jobs still held, with their cancel-requested flag.
+    public func heartbeat(jobIDs: [Int64], lease: Duration, logger: Logger) async throws -> [Int64: Bool] {
+        let rows = try await client.query("""
+            SELECT job_id, cancel_requested FROM agentq.heartbeat(\(workerID), \(jobIDs), \(Self.interval(lease))::interval)
+            """, logger: logger)
+        var held: [Int64: Bool] = [:]
+        for try await (id, cancel) in rows.decode((Int64, Bool).self) { held[id] = cancel }
+        return held
+    }
+
+    /// Jobs among `jobIDs` whose cancellation was requested (the fallback when a NOTIFY was missed).
+    public func cancelRequested(among jobIDs: [Int64], logger: Logger) async throws -> [Int64] {
+        let rows = try await client.query("""
+            SELECT id FROM agentq.jobs WHERE id = ANY(\(jobIDs)) AND cancel_requested
+            """, logger: logger)
+        var ids: [Int64] = []
+        for try await id in rows.decode(Int64.self) { ids.append(id) }
+        return ids
+    }
+
+    /// Finishes a batch of jobs in one transaction; returns, per job id, whether it still held the job.
+    public func finish(_ items: [FinishItem], logger: Logger) async throws -> [Int64: Bool] {
+        let payload = try items.jsonText()
+        let rows = try await client.query("""
+            SELECT job_id, applied FROM agentq.finish_jobs(\(workerID), \(payload)::jsonb)
+            """, logger: logger)
+        var applied: [Int64: Bool] = [:]
+        for try await (id, ok) in rows.decode((Int64, Bool).self) { applied[id] = ok }
+        return applied
+    }
+
+    /// The context of each job: recent successful messages up to its prompt.
+    public func contexts(jobIDs: [Int64], recentMessages: Int, logger: Logger) async throws -> [Int64: JobContextRecord] {
+        let rows = try await client.query("""
+            SELECT job_id, prompt_ord, prompt_step, thread_agent_options::text, messages::text
+              FROM agentq.job_contexts(\(jobIDs), \(recentMessages)::int)
+            """, logger: logger)
+        var result: [Int64: JobContextRecord] = [:]
+        let decoder = JSONDecoder()
+        for try await (id, ord, step, agentOptions, messages) in rows.decode((Int64, Int?, Int?, String?, String).self) {
+            result[id] = JobContextRecord(
+                jobID: id, promptOrd: ord, promptStep: step,
+                threadAgentOptions: agentOptions.flatMap { try? JSONValue.parse($0) },
+                messages: try decoder.decode([ContextMessage].self, from: Data(messages.utf8)))
+        }
+        return result
+    }
+
+    /// The agents named, by name.
+    public func agents(named names: [String], logger: Logger) async throws -> [String: AgentRecord] {
+        let rows = try await client.query("""
+            SELECT name, model, instructions, tools, embedding_model, options::text FROM agentq.agents WHERE name = ANY(\(names))
+            """, logger: logger)
+        var agents: [String: AgentRecord] = [:]
+        for try await (name, model, instructions, tools, embedding, options) in rows.decode(
+            (String, String, String?, [String], String?, String).self) {
+            agents[name] = AgentRecord(name: name, model: model, instructions: instructions, tools: tools,
+                                       embeddingModel: embedding, options: (try? JSONValue.parse(options)) ?? .object([:]))
+        }
+        return agents
+    }
+
+    /// Prunes finished jobs and old deltas (one worker at a time); returns what was deleted.
+    public func prune(batch: Int, logger: Logger) async throws -> String {
+        let rows = try await client.query("SELECT agentq.prune(\(batch)::int)::text", logger: logger)
+        for try await text in rows.decode(String.self) { return text }
+        return "{}"
+    }
+
+    static func interval(_ d: Duration) -> String {
+        let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+        return "\(ms) milliseconds"
+    }
+}
+
+/// How a worker ends its hold on a job (see `agentq.finish_jobs`).
+public struct FinishItem: Encodable, Sendable {
+    public enum Outcome: String, Encodable, Sendable {
+        case succeeded, retry, failed, cancelled, released
+    }
+
+    public var jobID: Int64
+    public var attempt: Int
+    public var outcome: Outcome
+    public var error: String?
+    public var retryAt: Date?
+    public var result: JobResultPayload?
+    public var messages: [NewMessage]?
+    public var usage: [UsageRecord]?
+
+    public init(jobID: Int64, attempt: Int, outcome: Outcome, error: String? = nil, retryAt: Date? = nil,
+                result: JobResultPayload? = nil, messages: [NewMessage]? = nil, usage: [UsageRecord]? = nil) {
+        self.jobID = jobID
+        self.attempt = attempt
+        self.outcome = outcome
+        self.error = error
+        self.retryAt = retryAt
+        self.result = result
+        self.messages = messages
+        self.usage = usage
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case attempt, outcome, error, result, messages, usage
+        case jobID = "job_id", retryAt = "retry_at"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(jobID, forKey: .jobID)
+        try c.encode(attempt, forKey: .attempt)
+        try c.encode(outcome, forKey: .outcome)
+        try c.encodeIfPresent(error, forKey: .error)
+        try c.encodeIfPresent(retryAt.map { ISO8601DateFormatter.withFractionalSeconds.string(from: $0) }, forKey: .retryAt)
+        try c.encodeIfPresent(result, forKey: .result)
+        try c.encodeIfPresent(messages, forKey: .messages)
+        try c.encodeIfPresent(usage, forKey: .usage)
+    }
+}
+
+extension ISO8601DateFormatter {
+    nonisolated(unsafe) static let withFractionalSeconds: ISO8601DateFormatter = {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f
+    }()
+}

@@ -1,0 +1,81 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The producer side of the SQL API, for Swift programs and the CLI: threads, generate, results.
+public struct ProducerStore: Sendable {
+    public let client: PostgresClient
+
+    public init(client: PostgresClient) {
+        self.client = client
+    }
+
+    /// Creates a thread; returns its id.
+    public func createThread(userID: String? = nil, title: String? = nil, logger: Logger) async throws -> UUID {
+        let rows = try await client.query("SELECT agentq.create_thread(user_id => \(userID), title => \(title))", logger: logger)
+        for try await id in rows.decode(UUID.self) { return id }
+        throw AgentQueueError(.invalidInput, "create_thread returned no id")
+    }
+
+    /// Saves the prompt and enqueues a generate job in one transaction; returns the job id.
+    public func generate(threadID: UUID?, prompt: String?, agent: String = "default", options: JSONValue = .object([:]),
+                         logger: Logger) async throws -> Int64 {
+        let optionsText = try options.jsonText()
+        let rows = try await client.query("""
+            SELECT agentq.generate(\(threadID), \(prompt), \(agent), NULL, \(optionsText)::jsonb)
+            """, logger: logger)
+        for try await id in rows.decode(Int64.self) { return id }
+        throw AgentQueueError(.invalidInput, "generate returned no job id")
+    }
+
+    /// The thread a job belongs to.
+    public func threadOfJob(_ jobID: Int64, logger: Logger) async throws -> UUID? {
+        let rows = try await client.query("SELECT thread_id FROM agentq.jobs WHERE id = \(jobID)", logger: logger)
+        for try await id in rows.decode(UUID?.self) { return id }
+        return nil
+    }
+
+    /// `agentq.job_result(job_id)` decoded.
+    public func jobResult(_ jobID: Int64, logger: Logger) async throws -> JobResult {
+        let rows = try await client.query("SELECT agentq.job_result(\(jobID))::text", logger: logger)
+        for try await text in rows.decode(String.self) {
+            return try JSONDecoder().decode(JobResult.self, from: Data(text.utf8))
+        }
+        throw AgentQueueError(.notFound, "unknown job \(jobID)")
+    }
+
+    /// `agentq.cancel(job_id)`: true when cancelled at once, false when a running job was asked to stop.
+    public func cancel(_ jobID: Int64, logger: Logger) async throws -> Bool {
+        let rows = try await client.query("SELECT agentq.cancel(\(jobID))", logger: logger)
+        for try await done in rows.decode(Bool.self) { return done }
+        return false
+    }
+
+    /// Job counts per queue and status.
+    public func queueCounts(logger: Logger) async throws -> [(queue: String, status: String, count: Int)] {
+        let rows = try await client.query("""
+            SELECT queue, status, count(*)::int FROM agentq.jobs GROUP BY 1, 2 ORDER BY 1, 2
+            """, logger: logger)
+        var result: [(String, String, Int)] = []
+        for try await row in rows.decode((String, String, Int).self) { result.append(row) }
+        return result
+    }
+}
+
+/// What `agentq.job_result` returns.
+public struct JobResult: Decodable, Sendable {
+    public var status: String
+    public var text: String?
+    public var object: JSONValue?
+    public var error: String?
+    public var messageIDs: [UUID]
+    public var usage: TokenUsage?
+
+    /// True once the job can change no more.
+    public var isFinal: Bool { ["succeeded", "failed", "cancelled"].contains(status) }
+
+    enum CodingKeys: String, CodingKey {
+        case status, text, object, error, usage
+        case messageIDs = "message_ids"
+    }
+}

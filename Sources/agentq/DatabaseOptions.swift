@@ -1,0 +1,67 @@
+import AgentQueue
+import ArgumentParser
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Options every command shares: where the database is, and how much to log.
+struct DatabaseOptions: ParsableArguments {
+    @Option(name: .long, help: "libpq URL of the database (default: $DATABASE_URL, else the embedded PostgreSQL).")
+    var databaseURL: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error (default: info for workers, warning otherwise).")
+    var logLevel: String?
+
+    /// The database URL: the flag, then DATABASE_URL, then the embedded database (started if needed).
+    func resolve() throws -> DatabaseURL {
+        if let url = databaseURL ?? ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty {
+            return try DatabaseURL(url)
+        }
+        return try EmbeddedPostgres(layout: ProjectLayout.locate()).start()
+    }
+
+    func makeLogger(label: String = "agentq", defaultLevel: String = "warning") throws -> Logger {
+        let name = logLevel ?? defaultLevel
+        guard let level = Logger.Level(rawValue: name) else {
+            throw ValidationError("unknown log level \"\(name)\" (trace, debug, info, notice, warning, error)")
+        }
+        LoggingBootstrap.once(level: level)
+        var logger = Logger(label: label)
+        logger.logLevel = level
+        return logger
+    }
+}
+
+/// Bootstraps swift-log once per process (to stderr, so stdout stays for replies and tables).
+enum LoggingBootstrap {
+    nonisolated(unsafe) private static var done = false
+    static func once(level: Logger.Level) {
+        guard !done else { return }
+        done = true
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+/// Runs `body` with a running client pool, then shuts the pool down.
+func withClient<T: Sendable>(_ url: DatabaseURL, application: String = "agentq", statementTimeout: Duration? = .seconds(30),
+                             maximumConnections: Int = 10, logger: Logger,
+                             _ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
+    let client = PostgresClient(configuration: url.clientConfiguration(applicationName: application, statementTimeout: statementTimeout,
+                                                                       maximumConnections: maximumConnections),
+                                backgroundLogger: logger)
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { await client.run(); return nil }
+        defer { group.cancelAll() }
+        return try await body(client)
+    }
+}
+
+/// Prints `error` as one line on stderr and exits non-zero (the CLI's contract for bad input).
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("agentq: \(message)\n".utf8))
+    exit(1)
+}

@@ -1,0 +1,93 @@
+import AgentQueue
+import ArgumentParser
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+
+/// Worker flags, shared by `worker` and `up`.
+struct WorkerOptions: ParsableArguments {
+    @Option(help: "Jobs in hand at most.")
+    var concurrency: Int = 32
+
+    @Option(help: "Queues to claim from, comma-separated, in order of preference.")
+    var queues: String = "default"
+
+    @Option(help: "Name of this worker (default: host-pid-random).")
+    var id: String?
+
+    @Option(help: "Seconds running jobs get to finish on SIGTERM/SIGINT before they are handed back.")
+    var grace: Double = 30
+
+    @Option(help: "Seconds a claimed job stays ours without a heartbeat (heartbeats run every third of it).")
+    var lease: Double = 30
+
+    @Option(help: "Milliseconds between fallback polls when no NOTIFY arrives.")
+    var pollMs: Int = 1000
+
+    @Option(help: "Milliseconds of the first retry delay (doubles per attempt, with jitter).")
+    var retryBaseMs: Int = 1000
+
+    @Option(help: "Seconds of the longest retry delay.")
+    var retryCap: Double = 300
+
+    @Option(help: "Seconds every SQL statement may run before the server cancels it.")
+    var statementTimeout: Double = 30
+
+    func validate() throws {
+        guard concurrency > 0 else { throw ValidationError("--concurrency must be at least 1") }
+        guard grace >= 0, lease >= 1, pollMs >= 10, retryBaseMs >= 0, statementTimeout > 0 else {
+            throw ValidationError("--grace must be >= 0, --lease >= 1, --poll-ms >= 10, --retry-base-ms >= 0, --statement-timeout > 0")
+        }
+        guard queues.split(separator: ",").allSatisfy({ $0.range(of: "^[A-Za-z0-9_.-]{1,64}$", options: .regularExpression) != nil }) else {
+            throw ValidationError("--queues must be comma-separated names of letters, digits, _ . -")
+        }
+    }
+
+    var configuration: WorkerConfiguration {
+        var c = WorkerConfiguration(id: id)
+        c.queues = queues.split(separator: ",").map(String.init)
+        c.concurrency = concurrency
+        c.grace = .milliseconds(Int(grace * 1000))
+        c.lease = .milliseconds(Int(lease * 1000))
+        c.heartbeatInterval = .milliseconds(Int(lease * 1000 / 3))
+        c.pollInterval = .milliseconds(pollMs)
+        c.backoff = Backoff(base: .milliseconds(retryBaseMs), cap: .milliseconds(Int(retryCap * 1000)))
+        return c
+    }
+
+    /// Runs a worker until SIGTERM/SIGINT.
+    func runWorker(url: DatabaseURL, logger: Logger) async throws {
+        let config = configuration
+        let client = PostgresClient(
+            configuration: url.clientConfiguration(applicationName: "agentq-worker",
+                                                   statementTimeout: .milliseconds(Int(statementTimeout * 1000)),
+                                                   maximumConnections: 8),
+            backgroundLogger: logger)
+        let worker = WorkerService(client: client, configuration: config, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: client), .init(service: worker)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+    }
+}
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run one worker process: claim jobs, run them, write results. Run as many as you like, anywhere.",
+        discussion: "SIGTERM or SIGINT stops claiming, lets running jobs finish within --grace, and hands the rest back.")
+
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var worker: WorkerOptions
+
+    func run() async throws {
+        let logger = try database.makeLogger(defaultLevel: "info")
+        do {
+            try await worker.runWorker(url: database.resolve(), logger: logger)
+        } catch {
+            fail(describeDatabaseError(error))
+        }
+    }
+}

@@ -1,3 +1,0 @@
-import AgentQueue
-import ArgumentParser
-print("x")
