@@ -16,6 +16,13 @@ public struct ChatRequest: Sendable {
     public var messages: [ChatMessage]
     /// The job's attempt (1 for the first run), so scripted faults can target attempts.
     public var attempt: Int
+
+    public init(model: String, instructions: String?, messages: [ChatMessage], attempt: Int) {
+        self.model = model
+        self.instructions = instructions
+        self.messages = messages
+        self.attempt = attempt
+    }
 }
 
 /// What a model answered.

@@ -33,6 +33,16 @@ public struct ContextMessage: Codable, Sendable, Hashable {
     public var ord: Int
     public var step: Int
     public var tool: Bool
+
+    public init(id: UUID, role: String, content: JSONValue, text: String?, ord: Int, step: Int, tool: Bool) {
+        self.id = id
+        self.role = role
+        self.content = content
+        self.text = text
+        self.ord = ord
+        self.step = step
+        self.tool = tool
+    }
 }
 
 /// What a generation reads for one job: the thread's recent successful messages up to the prompt.

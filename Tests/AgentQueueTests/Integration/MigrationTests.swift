@@ -1,0 +1,54 @@
+import AgentQueue
+import Foundation
+import PostgresNIO
+import Testing
+
+@Suite struct MigrationTests {
+    @Test func migratingTwiceAppliesNothingTheSecondTime() async throws {
+        try await TestDatabase.with("migrate_twice", migrate: false) { client, _ in
+            let migrator = try Migrator(directory: ProjectLayout.locate().sqlDirectory)
+            let first = try await migrator.migrate(client, logger: TestDatabase.logger)
+            #expect(first == ["001", "002", "003"])
+            #expect(try await migrator.migrate(client, logger: TestDatabase.logger).isEmpty)
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.schema_migrations") == 3)
+            #expect(try await client.scalar("SELECT model FROM agentq.agents WHERE name = 'default'") == "mock:scripted")
+        }
+    }
+
+    @Test func concurrentMigrationsApplyEachVersionOnce() async throws {
+        try await TestDatabase.with("migrate_concurrent", migrate: false) { client, url in
+            let dir = try ProjectLayout.locate().sqlDirectory
+            let applied = try await withThrowingTaskGroup(of: [String].self) { group in
+                for _ in 0..<4 {
+                    group.addTask {   // four separate pools, as four processes would have
+                        try await TestDatabase.withClient(url) { c in try await Migrator(directory: dir).migrate(c, logger: TestDatabase.logger) }
+                    }
+                }
+                return try await group.reduce(into: [String]()) { $0 += $1 }
+            }
+            #expect(applied.sorted() == ["001", "002", "003"])
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.schema_migrations") == 3)
+        }
+    }
+
+    @Test func everyMigrationAppliesWithPsqlAndTwice() async throws {
+        try await TestDatabase.with("migrate_psql", migrate: false) { client, url in
+            let layout = try ProjectLayout.locate()
+            let bin = try EmbeddedPostgres(layout: layout).run(["bin"]).trimmingCharacters(in: .whitespacesAndNewlines)
+            for file in try Migrator(directory: layout.sqlDirectory).migrations() {
+                for _ in 0..<2 {
+                    let p = Process()
+                    p.executableURL = URL(fileURLWithPath: bin + "/psql")
+                    p.arguments = [url.libpqURL, "-q", "-v", "ON_ERROR_STOP=1", "-f",
+                                   layout.sqlDirectory.appendingPathComponent("\(file.version)_\(file.name).sql").path]
+                    p.standardOutput = FileHandle.nullDevice
+                    p.standardError = FileHandle.nullDevice
+                    try p.run()
+                    p.waitUntilExit()
+                    #expect(p.terminationStatus == 0, "psql -f \(file.version)_\(file.name).sql failed")
+                }
+            }
+            #expect(try await Migrator(directory: layout.sqlDirectory).migrate(client, logger: TestDatabase.logger).isEmpty)
+        }
+    }
+}

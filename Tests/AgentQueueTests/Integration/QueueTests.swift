@@ -1,0 +1,107 @@
+import AgentQueue
+import Foundation
+import PostgresNIO
+import Testing
+
+/// The queue's SQL functions driven directly through JobStore: claim, fencing, order, retries.
+@Suite struct QueueTests {
+    func finished(_ job: ClaimedJob, _ text: String = "ok") -> FinishItem {
+        FinishItem(jobID: job.id, attempt: job.attempt, outcome: .succeeded,
+                   result: JobResultPayload(text: text, messageIDs: [], usage: nil),
+                   messages: [NewMessage(text: text, model: "scripted", provider: "mock", usage: nil, finishReason: "stop", agentName: "default")])
+    }
+
+    @Test func enqueueClaimComplete() async throws {
+        try await TestDatabase.with("queue_basic") { client, _ in
+            let store = JobStore(client: client, workerID: "w1")
+            let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'hi')")
+            let claimed = try await store.claim(queues: ["default"], limit: 10, lease: .seconds(30), logger: TestDatabase.logger)
+            #expect(claimed.map(\.id) == [job])
+            #expect(claimed[0].attempt == 1)
+            #expect(try await store.claim(queues: ["default"], limit: 10, lease: .seconds(30), logger: TestDatabase.logger).isEmpty)
+            let applied = try await store.finish([finished(claimed[0], "hello")], logger: TestDatabase.logger)
+            #expect(applied[job] == true)
+            let result = try await ProducerStore(client: client).jobResult(job, logger: TestDatabase.logger)
+            #expect(result.status == "succeeded" && result.text == "hello")
+            #expect(try await client.scalar("SELECT ord || '/' || step FROM agentq.messages WHERE role = 'assistant'") == "0/1")
+        }
+    }
+
+    @Test func theClaimUsesItsPartialIndex() async throws {
+        try await TestDatabase.with("queue_plan") { client, _ in
+            try await client.run("INSERT INTO agentq.jobs (options) SELECT jsonb_build_object('prompt', 'p' || g) FROM generate_series(1, 2000) g")
+            try await client.run("ANALYZE agentq.jobs")
+            let rows = try await client.rows("""
+                EXPLAIN WITH c AS (SELECT id FROM agentq.jobs WHERE status = 'queued' AND NOT blocked AND queue = 'default'
+                                   AND run_at <= now() ORDER BY priority, run_at, id LIMIT 10 FOR UPDATE SKIP LOCKED)
+                UPDATE agentq.jobs j SET status = 'running' FROM c WHERE j.id = c.id
+                """, as: String.self)
+            let text = rows.joined(separator: "\n")
+            #expect(text.contains("jobs_claim"), "\(text)")
+            #expect(!text.contains("Sort"), "\(text)")
+        }
+    }
+
+    @Test func aWorkerThatLostItsLeaseCannotWrite() async throws {
+        try await TestDatabase.with("queue_fencing") { client, _ in
+            let old = JobStore(client: client, workerID: "old")
+            let new = JobStore(client: client, workerID: "new")
+            let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'hi')")
+            let first = try await old.claim(queues: ["default"], limit: 1, lease: .milliseconds(200), logger: TestDatabase.logger)
+            try await Task.sleep(for: .milliseconds(300))
+            // The lease expired: the next claim takes the job back and claims it again (attempt 2).
+            let second = try await new.claim(queues: ["default"], limit: 1, lease: .seconds(30), logger: TestDatabase.logger)
+            #expect(second.map(\.id) == [job] && second[0].attempt == 2)
+            #expect(try await old.heartbeat(jobIDs: [job], lease: .seconds(30), logger: TestDatabase.logger).isEmpty)
+            #expect(try await old.finish([finished(first[0], "stale")], logger: TestDatabase.logger)[job] == false)
+            #expect(try await new.finish([finished(second[0], "fresh")], logger: TestDatabase.logger)[job] == true)
+            #expect(try await client.scalar("SELECT string_agg(text, ',') FROM agentq.messages WHERE role = 'assistant'") == "fresh")
+        }
+    }
+
+    @Test func expiredLeaseWithAttemptsUsedUpFails() async throws {
+        try await TestDatabase.with("queue_lease_fail") { client, _ in
+            let store = JobStore(client: client, workerID: "w")
+            let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'hi', options => '{\"max_attempts\": 1}')")
+            _ = try await store.claim(queues: ["default"], limit: 1, lease: .milliseconds(100), logger: TestDatabase.logger)
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(try await client.scalar("SELECT agentq.take_back_expired()") == 1)
+            #expect(try await client.scalar("SELECT status || ':' || last_error FROM agentq.jobs WHERE id = \(job)") ==
+                    "failed:lease expired: worker w stopped heartbeating")
+        }
+    }
+
+    @Test func oneGenerationPerThreadInOrderOthersUnaffected() async throws {
+        try await TestDatabase.with("queue_order") { client, _ in
+            let store = JobStore(client: client, workerID: "w")
+            let t1: UUID = try await client.scalar("SELECT agentq.create_thread()")
+            let t2: UUID = try await client.scalar("SELECT agentq.create_thread()")
+            var t1Jobs: [Int64] = []
+            for i in 0..<3 { t1Jobs.append(try await client.scalar("SELECT agentq.generate(\(t1), \("t1-\(i)"))")) }
+            let t2Job: Int64 = try await client.scalar("SELECT agentq.generate(\(t2), 't2')")
+            var order: [Int64] = []
+            for _ in 0..<3 {
+                let batch = try await store.claim(queues: ["default"], limit: 10, lease: .seconds(30), logger: TestDatabase.logger)
+                #expect(batch.filter { $0.threadID == t1 }.count == 1)   // never two of one thread at once
+                order += batch.filter { $0.threadID == t1 }.map(\.id)
+                if order.count == 1 { #expect(batch.contains { $0.id == t2Job }) }
+                _ = try await store.finish(batch.map { finished($0) }, logger: TestDatabase.logger)
+            }
+            #expect(order == t1Jobs)
+        }
+    }
+
+    @Test func priorityAndRunAt() async throws {
+        try await TestDatabase.with("queue_priority") { client, _ in
+            let store = JobStore(client: client, workerID: "w")
+            let low: Int64 = try await client.scalar("SELECT agentq.generate(null, 'low', options => '{\"priority\": 5}')")
+            let high: Int64 = try await client.scalar("SELECT agentq.generate(null, 'high', options => '{\"priority\": -5}')")
+            let later: Int64 = try await client.scalar("""
+                SELECT agentq.generate(null, 'later', options => jsonb_build_object('run_at', now() + interval '1 hour'))
+                """)
+            let claimed = try await store.claim(queues: ["default"], limit: 10, lease: .seconds(30), logger: TestDatabase.logger)
+            #expect(claimed.map(\.id) == [high, low])
+            #expect(!claimed.contains { $0.id == later })
+        }
+    }
+}

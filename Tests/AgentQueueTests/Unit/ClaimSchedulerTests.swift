@@ -1,0 +1,47 @@
+import AgentQueue
+import Testing
+
+@Suite struct ClaimSchedulerTests {
+    @Test func firstClaimAsksForEverySlot() {
+        var s = ClaimScheduler(concurrency: 8)
+        #expect(s.nextClaimSize() == 8)
+        #expect(s.nextClaimSize() == 0)   // nothing new happened
+    }
+
+    @Test func aShortClaimMarksWaitingAndClaimsOnceMore() {
+        var s = ClaimScheduler(concurrency: 8)
+        #expect(s.nextClaimSize() == 8)
+        s.claimed(3, asked: 8)
+        #expect(s.waiting)
+        #expect(s.nextClaimSize() == 5)    // the once-more claim that closes the race with enqueuers
+        s.claimed(0, asked: 5)
+        #expect(s.nextClaimSize() == 0)    // now it sleeps until a wake-up
+        s.note(.wake)
+        #expect(s.nextClaimSize() == 5)
+    }
+
+    @Test func freedSlotsClaimOnlyWhenTheQueueHadMore() {
+        var s = ClaimScheduler(concurrency: 2)
+        _ = s.nextClaimSize()
+        s.claimed(2, asked: 2)             // full: the queue may have more
+        #expect(!s.waiting)
+        s.note(.slotFreed)
+        #expect(s.nextClaimSize() == 1)
+        s.claimed(0, asked: 1)             // empty now: waiting, and one more claim is due
+        #expect(s.nextClaimSize() == 1)
+        s.claimed(0, asked: 1)
+        s.note(.slotFreed)
+        #expect(s.nextClaimSize() == 0)    // once-more was spent; a freed slot alone does not query
+        #expect(s.inHand == 0)
+    }
+
+    @Test func noClaimWithoutFreeSlots() {
+        var s = ClaimScheduler(concurrency: 1)
+        _ = s.nextClaimSize()
+        s.claimed(1, asked: 1)
+        s.note(.wake)
+        #expect(s.nextClaimSize() == 0)
+        s.note(.slotFreed)
+        #expect(s.nextClaimSize() == 1)
+    }
+}

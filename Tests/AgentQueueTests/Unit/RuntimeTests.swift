@@ -1,0 +1,74 @@
+import AgentQueue
+import Foundation
+import Testing
+
+@Suite struct MockScriptTests {
+    @Test func parsesDirectivesAndStripsThem() throws {
+        let s = try MockScript(parsing: "Hi [mock reply=\"a ] b\" delay_ms=5 fail=2] there")
+        #expect(s.reply == "a ] b")
+        #expect(s.delayMilliseconds == 5)
+        #expect(s.failAttempts == 2)
+        #expect(s.prompt == "Hi  there")
+    }
+
+    @Test func badDirectivesAreNamed() {
+        #expect(throws: GenerationError.self) { try MockScript(parsing: "[mock colour=red]") }
+        #expect(throws: GenerationError.self) { try MockScript(parsing: "[mock words=many]") }
+        #expect(throws: GenerationError.self) { try MockScript(parsing: "[mock words=3") }
+    }
+
+    @Test func mockModelFailsForTheChosenAttemptsThenAnswers() async throws {
+        let model = MockModel()
+        let messages = [ChatMessage(role: "user", text: "[mock fail=2 words=3] go")]
+        for attempt in 1...2 {
+            await #expect(throws: GenerationError.self) {
+                try await model.complete(ChatRequest(model: "scripted", instructions: nil, messages: messages, attempt: attempt))
+            }
+        }
+        let reply = try await model.complete(ChatRequest(model: "scripted", instructions: "be brief", messages: messages, attempt: 3))
+        #expect(reply.text == "alpha bravo charlie")
+        #expect(reply.usage == TokenUsage(promptTokens: 6, completionTokens: 3))
+    }
+}
+
+@Suite struct ContextAssemblerTests {
+    func message(_ ord: Int, _ step: Int, _ role: String, _ text: String) -> ContextMessage {
+        ContextMessage(id: UUID(), role: role, content: .array([]), text: text, ord: ord, step: step, tool: false)
+    }
+
+    @Test func recentThenPromptThenExistingReplies() {
+        let msgs = [message(0, 0, "user", "q0"), message(0, 1, "assistant", "a0"),
+                    message(1, 0, "user", "q1"), message(1, 1, "assistant", "partial")]
+        let out = ContextAssembler(limit: 100).assemble(messages: msgs, promptOrd: 1, promptStep: 0, promptText: nil)
+        #expect(out.map(\.text) == ["q0", "a0", "q1", "partial"])
+    }
+
+    @Test func aFullWindowStartsAtAWholeTurn() {
+        let msgs = [message(0, 1, "assistant", "a0-tail"), message(1, 0, "user", "q1"), message(1, 1, "assistant", "a1"),
+                    message(2, 0, "user", "q2")]
+        let out = ContextAssembler(limit: 4).assemble(messages: msgs, promptOrd: 2, promptStep: 0, promptText: nil)
+        #expect(out.map(\.text) == ["q1", "a1", "q2"])
+    }
+
+    @Test func unsavedPromptIsAppended() {
+        let out = ContextAssembler(limit: 10).assemble(messages: [message(0, 0, "user", "old")], promptOrd: nil,
+                                                       promptStep: nil, promptText: "new")
+        #expect(out.map(\.text) == ["old", "new"])
+    }
+}
+
+@Suite struct DatabaseURLTests {
+    @Test func parsesLibpqURLs() throws {
+        let u = try DatabaseURL("postgresql://bob:s%40cret@db.example:6543/app?sslmode=require")
+        #expect(u.host == "db.example" && u.port == 6543 && u.username == "bob" && u.password == "s@cret")
+        #expect(u.database == "app" && u.sslMode == "require")
+        #expect(!u.description.contains("s@cret"))
+        let local = try DatabaseURL("postgres://postgres@127.0.0.1:54329/agentq")
+        #expect(local.sslMode == "disable")
+    }
+
+    @Test func refusesOtherSchemes() {
+        #expect(throws: AgentQueueError.self) { try DatabaseURL("mysql://x@y/z") }
+        #expect(throws: AgentQueueError.self) { try DatabaseURL("postgres://x@y/z?sslmode=sometimes") }
+    }
+}
