@@ -1,2 +1,212 @@
-struct QueueBench: AsyncParsableCommand { static let configuration = CommandConfiguration(commandName: "queue"); func run() async throws {} }
+import AgentQueue
 import ArgumentParser
+import Foundation
+import Logging
+import PostgresNIO
+
+/// `agentq bench queue`: drain throughput with 1, 2 and 4 worker processes, enqueue throughput from
+/// concurrent SQL clients, pgbench simple-update on the same server as the commit-rate limit, and the
+/// idle enqueue-to-succeeded latency. Uses its own database (`agentq_bench`), recreated each run.
+struct QueueBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "queue",
+        abstract: "Measure queue throughput and latency (generate jobs, instant mock model).")
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Option(help: "Jobs pre-enqueued for each drain.") var jobs = 20_000
+    @Option(help: "Threads the jobs are spread over.") var threads = 2_000
+    @Option(help: "Worker process counts to drain with, comma-separated.") var workers = "1,2,4"
+    @Option(help: "Concurrency of each worker process.") var concurrency = 200
+    @Option(help: "Concurrent SQL clients calling agentq.generate.") var enqueueClients = 8
+    @Option(help: "Seconds of the enqueue and pgbench runs.") var seconds = 10
+    @Option(help: "Samples of the idle latency run.") var latencySamples = 200
+    @Option(help: "Where to write the JSON figures.") var json = "bench-results/queue.json"
+
+    func run() async throws {
+        let logger = try database.makeLogger()
+        do {
+            let server = try database.resolve()
+            let url = server.with(database: "agentq_bench")
+            try await recreate("agentq_bench", server: server, logger: logger)
+            let layout = try ProjectLayout.locate()
+            try await withClient(url, statementTimeout: nil, logger: logger) { client in
+                try await Migrator(directory: layout.sqlDirectory).migrate(client, logger: logger)
+            }
+            var figures: [String: JSONValue] = ["jobs": .number(Double(jobs)), "threads": .number(Double(threads)),
+                                                "worker_concurrency": .number(Double(concurrency))]
+            let counts = workers.split(separator: ",").compactMap { Int($0) }
+            for n in counts {
+                let rate = try await drain(url: url, workers: n, logger: logger)
+                figures["drain_\(n)_workers_jobs_per_s"] = .number(rate.rounded())
+                say(String(format: "drain %d worker%@          %8.0f jobs/s  (%d jobs, %d threads)", n, n == 1 ? " " : "s", rate, jobs, threads))
+            }
+            let enqueue = try await enqueueRate(url: url, logger: logger)
+            figures["enqueue_prompts_per_s"] = .number(enqueue.rounded())
+            say(String(format: "enqueue (%d SQL clients)   %8.0f prompts/s", enqueueClients, enqueue))
+            let latency = try await idleLatency(url: url, logger: logger)
+            figures["idle_latency_p50_ms"] = .number((latency.p50 * 10).rounded() / 10)
+            figures["idle_latency_p99_ms"] = .number((latency.p99 * 10).rounded() / 10)
+            say(String(format: "idle latency enqueue→job.succeeded  p50 %.1f ms  p99 %.1f ms  (%d samples)", latency.p50, latency.p99, latencySamples))
+            let pgbench = try await pgbenchRate(server: server, layout: layout, logger: logger)
+            figures["pgbench_simple_update_tps"] = .number(pgbench.rounded())
+            say(String(format: "pgbench simple-update     %8.0f tps (8 clients)", pgbench))
+            for n in counts {
+                if case .number(let r)? = figures["drain_\(n)_workers_jobs_per_s"] {
+                    figures["ratio_drain_\(n)_to_pgbench"] = .number((r / pgbench * 100).rounded() / 100)
+                    say(String(format: "ratio drain(%d) / pgbench   %8.2f", n, r / pgbench))
+                }
+            }
+            figures["ratio_enqueue_to_pgbench"] = .number((enqueue / pgbench * 100).rounded() / 100)
+            try FileManager.default.createDirectory(at: URL(fileURLWithPath: json).deletingLastPathComponent(), withIntermediateDirectories: true)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(JSONValue.object(figures)).write(to: URL(fileURLWithPath: json))
+            say("wrote \(json)")
+        } catch {
+            fail(describeDatabaseError(error))
+        }
+    }
+
+    /// Pre-enqueues the jobs, then drains them with `workers` processes; jobs/s from first start to last finish.
+    private func drain(url: DatabaseURL, workers: Int, logger: Logger) async throws -> Double {
+        try await withClient(url, statementTimeout: nil, logger: logger) { [jobs, threads] client in
+            _ = try await client.query("TRUNCATE agentq.jobs, agentq.messages, agentq.threads, agentq.usage, agentq.worker_registry RESTART IDENTITY CASCADE", logger: logger).collect()
+            _ = try await client.query("""
+                INSERT INTO agentq.threads (user_id) SELECT 'bench-' || g FROM generate_series(1, \(threads)) g
+                """, logger: logger).collect()
+            _ = try await client.query("""
+                INSERT INTO agentq.jobs (thread_id, options)
+                SELECT t.id, jsonb_build_object('prompt', 'bench prompt ' || g)
+                  FROM generate_series(1, \(jobs)) g
+                  JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM agentq.threads) t ON t.n = g % \(threads)
+                """, logger: logger).collect()
+            _ = try await client.query("VACUUM ANALYZE agentq.jobs", logger: logger).collect()
+            _ = try await client.query("VACUUM ANALYZE agentq.messages", logger: logger).collect()
+        }
+        let processes = try (0..<workers).map { _ in try spawnWorker(url: url) }
+        defer { for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        return try await withClient(url, statementTimeout: nil, logger: logger) { [jobs] client in
+            while true {
+                let done = try await scalar(client, "SELECT count(*)::int FROM agentq.jobs WHERE status = 'succeeded'", as: Int.self, logger: logger)
+                if done >= jobs { break }
+                let failed = try await scalar(client, "SELECT count(*)::int FROM agentq.jobs WHERE status = 'failed'", as: Int.self, logger: logger)
+                if failed > 0 { throw AgentQueueError(.jobFailed, "\(failed) bench jobs failed") }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            for p in processes { kill(p.processIdentifier, SIGTERM) }
+            for p in processes { p.waitUntilExit() }
+            return try await scalar(client, """
+                SELECT count(*) / extract(epoch FROM max(finished_at) - min(started_at))::float8 FROM agentq.jobs
+                """, as: Double.self, logger: logger)
+        }
+    }
+
+    private func spawnWorker(url: DatabaseURL) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+        p.arguments = ["worker", "--database-url", url.libpqURL, "--concurrency", "\(concurrency)", "--log-level", "error"]
+        try p.run()
+        return p
+    }
+
+    /// `enqueueClients` clients call agentq.generate on random threads for `seconds`; prompts/s.
+    private func enqueueRate(url: DatabaseURL, logger: Logger) async throws -> Double {
+        try await withClient(url, statementTimeout: nil, maximumConnections: enqueueClients, logger: logger) { [enqueueClients, seconds] client in
+            _ = try await client.query("TRUNCATE agentq.jobs, agentq.worker_registry RESTART IDENTITY CASCADE", logger: logger).collect()
+            let threadIDs = try await client.query("SELECT id FROM agentq.threads", logger: logger).decode(UUID.self).reduce(into: [UUID]()) { $0.append($1) }
+            let deadline = ContinuousClock.now + .seconds(seconds)
+            let total = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<enqueueClients {
+                    group.addTask {
+                        var n = 0
+                        while ContinuousClock.now < deadline {
+                            let thread = threadIDs.randomElement()
+                            _ = try await client.query("SELECT agentq.generate(\(thread), 'enqueue bench')", logger: logger).collect()
+                            n += 1
+                        }
+                        return n
+                    }
+                }
+                return try await group.reduce(0, +)
+            }
+            return Double(total) / Double(seconds)
+        }
+    }
+
+    /// One idle worker; each sample enqueues one prompt and waits for its job.succeeded NOTIFY.
+    private func idleLatency(url: DatabaseURL, logger: Logger) async throws -> (p50: Double, p99: Double) {
+        let worker = try spawnWorker(url: url)
+        defer { kill(worker.processIdentifier, SIGTERM); worker.waitUntilExit() }
+        return try await withClient(url, statementTimeout: nil, logger: logger) { [latencySamples] client in
+            _ = try await client.query("TRUNCATE agentq.jobs RESTART IDENTITY CASCADE", logger: logger).collect()
+            while try await scalar(client, "SELECT count(*)::int FROM agentq.worker_registry WHERE waiting", as: Int.self, logger: logger) == 0 {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let samples = try await client.withConnection { connection in
+                try await connection.listen(on: "agentq_events") { events in
+                    var samples: [Double] = []
+                    var iterator = events.makeAsyncIterator()
+                    for _ in 0..<latencySamples {
+                        let start = ContinuousClock.now
+                        let job = try await scalar(client, "SELECT agentq.generate(null, 'ping')", as: Int64.self, logger: logger)
+                        while let note = try await iterator.next() {
+                            if let e = ThreadEvent.parse(note.payload), e.jobID == job, e.type == "job.succeeded" { break }
+                        }
+                        let elapsed = ContinuousClock.now - start
+                        samples.append(elapsed.seconds * 1000)
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    return samples.sorted()
+                }
+            }
+            return (samples[samples.count / 2], samples[min(samples.count - 1, samples.count * 99 / 100)])
+        }
+    }
+
+    /// pgbench simple-update (-N, 8 clients, 2 threads) on a scratch database of the same server.
+    private func pgbenchRate(server: DatabaseURL, layout: ProjectLayout, logger: Logger) async throws -> Double {
+        try await recreate("agentq_pgbench", server: server, logger: logger)
+        let bin = try EmbeddedPostgres(layout: layout).run(["bin"]).trimmingCharacters(in: .whitespacesAndNewlines) + "/pgbench"
+        let target = server.with(database: "agentq_pgbench").libpqURL
+        _ = try runTool(bin, ["-i", "-q", "-s", "10", target])
+        let out = try runTool(bin, ["-N", "-c", "8", "-j", "2", "-T", "\(seconds)", target])
+        guard let line = out.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
+              let tps = Double(line.dropFirst(6).split(separator: " ").first ?? "") else {
+            throw AgentQueueError(.configuration, "could not read pgbench's output: \(out)")
+        }
+        return tps
+    }
+
+    private func runTool(_ path: String, _ args: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard p.terminationStatus == 0 else { throw AgentQueueError(.configuration, "\(path) failed: \(text)") }
+        return text
+    }
+
+    private func recreate(_ name: String, server: DatabaseURL, logger: Logger) async throws {
+        try await withClient(server.with(database: "postgres"), statementTimeout: nil, maximumConnections: 1, logger: logger) { client in
+            _ = try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"), logger: logger).collect()
+            _ = try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: logger).collect()
+        }
+    }
+}
+
+func scalar<T: PostgresDecodable & Sendable>(_ client: PostgresClient, _ query: PostgresQuery, as: T.Type, logger: Logger) async throws -> T {
+    for try await value in try await client.query(query, logger: logger).decode(T.self) { return value }
+    throw AgentQueueError(.notFound, "query returned no row")
+}
+
+/// Prints a line unbuffered, so figures appear as they are measured (also through a pipe).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
