@@ -19,22 +19,31 @@ language sql stable as $$ select value from agentq.settings where key = p_key $$
 create or replace function agentq.thread_channel(thread_id uuid) returns text
 language sql immutable strict as $$ select 'agentq_thread_' || replace(thread_id::text, '-', '') $$;
 
--- Sends one event on the thread's channel and on agentq_events, from the caller's transaction (so a
--- listener never sees an event before the row is visible). Payloads stay under 8000 bytes: a text
--- that does not fit is dropped and "truncated": true tells the reader to fetch the row.
-create or replace function agentq.emit(p_event jsonb) returns void
+-- Sends events, in order, each on its thread's channel and on agentq_events, from the caller's
+-- transaction (so a listener never sees an event before the row is visible). Payloads stay under
+-- 8000 bytes: a text that does not fit is dropped and "truncated": true tells the reader to fetch the row.
+create or replace function agentq.emit_all(p_events jsonb[]) returns void
 language plpgsql as $$
 declare
-    payload text := jsonb_strip_nulls(p_event)::text;
+    ev jsonb;
+    payload text;
 begin
-    if octet_length(payload) > 7900 then
-        payload := (jsonb_strip_nulls(p_event) - 'text' || '{"truncated": true}')::text;
-    end if;
-    if p_event->>'thread_id' is not null then
-        perform pg_notify(agentq.thread_channel((p_event->>'thread_id')::uuid), payload);
-    end if;
-    perform pg_notify('agentq_events', payload);
+    foreach ev in array coalesce(p_events, '{}') loop
+        ev := jsonb_strip_nulls(ev);
+        payload := ev::text;
+        if octet_length(payload) > 7900 then
+            payload := (ev - 'text' || '{"truncated": true}')::text;
+        end if;
+        if ev ? 'thread_id' then
+            perform pg_notify('agentq_thread_' || replace(ev->>'thread_id', '-', ''), payload);
+        end if;
+        perform pg_notify('agentq_events', payload);
+    end loop;
 end $$;
+
+-- Sends one event (see emit_all).
+create or replace function agentq.emit(p_event jsonb) returns void
+language sql as $$ select agentq.emit_all(array[p_event]) $$;
 
 -- LISTEN to one thread's events (or to every event with null), and register this session so that
 -- producers send their enqueue-time events (job.queued, message.created) while it listens.

@@ -81,36 +81,35 @@ returns setof agentq.jobs language plpgsql
 set plan_cache_mode = force_custom_plan as $$
 declare
     q text;
-    j agentq.jobs;
-    got int := 0;
+    batch agentq.jobs[];
+    claimed agentq.jobs[] := '{}';
 begin
     if exists (select 1 from agentq.jobs where status = 'running' and lease_expires_at < now()) then
         perform agentq.take_back_expired(100);
     end if;
     foreach q in array p_queues loop
-        exit when got >= p_limit;
-        for j in
-            with c as (
-                select id from agentq.jobs
-                 where status = 'queued' and not blocked and queue = q and run_at <= now()
-                 order by priority, run_at, id
-                 limit p_limit - got
-                 for update skip locked)
+        exit when cardinality(claimed) >= p_limit;
+        with c as (
+            select id from agentq.jobs
+             where status = 'queued' and not blocked and queue = q and run_at <= now()
+             order by priority, run_at, id
+             limit p_limit - cardinality(claimed)
+             for update skip locked),
+        u as (
             update agentq.jobs jb
                set status = 'running', attempt = jb.attempt + 1, worker = p_worker,
                    started_at = now(), lease_expires_at = now() + p_lease
               from c where jb.id = c.id
-            returning jb.*
-        loop
-            got := got + 1;
-            perform agentq.emit(jsonb_build_object('type', 'job.running', 'thread_id', j.thread_id, 'job_id', j.id,
-                                                   'status', 'running'));
-            return next j;
-        end loop;
+            returning jb.*)
+        select coalesce(array_agg(u order by u.id), '{}') into batch from u;
+        claimed := claimed || batch;
     end loop;
-    update agentq.worker_registry set waiting = (got < p_limit), heartbeat_at = now()
-     where id = p_worker and waiting is distinct from (got < p_limit);
-    return;
+    perform agentq.emit_all(array(
+        select jsonb_build_object('type', 'job.running', 'thread_id', j.thread_id, 'job_id', j.id, 'status', 'running')
+          from unnest(claimed) j));
+    update agentq.worker_registry set waiting = (cardinality(claimed) < p_limit), heartbeat_at = now()
+     where id = p_worker and waiting is distinct from (cardinality(claimed) < p_limit);
+    return query select * from unnest(claimed);
 end $$;
 
 -- Extends the leases of the jobs a worker holds. Returns the ones it still holds (a job missing from
@@ -152,7 +151,8 @@ declare
     items agentq.finish_item[];
     applied_ids bigint[];
     ended_threads uuid[];
-    r record;
+    events jsonb[];
+    more jsonb[];
 begin
     select coalesce(array_agg(row(x.job_id, x.attempt, x.outcome, x.error, x.retry_at, x.result, x.messages, x.usage,
                                   jb.thread_id, jb.user_id, jb.agent_name, jb.prompt_message_id)::agentq.finish_item
@@ -192,30 +192,30 @@ begin
       from upd;
 
     -- Pending messages of ended or retried attempts fail (they keep what was streamed into them).
-    for r in update agentq.messages m
-                set status = 'failed', updated_at = now(),
-                    error = case fi.outcome when 'cancelled' then 'cancelled' when 'released' then 'worker shut down'
-                                            when 'succeeded' then 'superseded' else coalesce(fi.error, fi.outcome) end
-               from unnest(items) fi
-              where fi.job_id = any (applied_ids) and m.job_id = fi.job_id and m.status = 'pending'
-             returning m.id, m.thread_id, m.job_id
-    loop
-        perform agentq.emit(jsonb_build_object('type', 'message.updated', 'thread_id', r.thread_id,
-                                               'message_id', r.id, 'job_id', r.job_id, 'status', 'failed'));
-    end loop;
+    with failed as (
+        update agentq.messages m
+           set status = 'failed', updated_at = now(),
+               error = case fi.outcome when 'cancelled' then 'cancelled' when 'released' then 'worker shut down'
+                                       when 'succeeded' then 'superseded' else coalesce(fi.error, fi.outcome) end
+          from unnest(items) fi
+         where fi.job_id = any (applied_ids) and m.job_id = fi.job_id and m.status = 'pending'
+        returning m.id, m.thread_id, m.job_id)
+    select coalesce(array_agg(jsonb_build_object('type', 'message.updated', 'thread_id', f.thread_id, 'message_id', f.id,
+                                                 'job_id', f.job_id, 'status', 'failed')), '{}')
+      into events from failed f;
     update agentq.streams s set status = 'aborted', abort_reason = fi.outcome, updated_at = now()
       from unnest(items) fi
      where fi.job_id = any (applied_ids) and fi.outcome <> 'succeeded' and s.job_id = fi.job_id and s.status = 'streaming';
 
     -- New messages go at the prompt's ord (or the thread's newest), after the last step there.
-    for r in
-        with placed as (
+    with placed as (
             select fi.*, coalesce(pm.ord, t.last_ord) as ord
               from unnest(items) fi
               left join agentq.messages pm on pm.id = fi.prompt_message_id
               left join agentq.threads t on t.id = fi.thread_id
              where fi.job_id = any (applied_ids) and fi.thread_id is not null
                and jsonb_typeof(fi.messages) = 'array')
+    , inserted as (
         insert into agentq.messages (id, thread_id, user_id, agent_name, ord, step, role, content, text, status,
                                      error, model, provider, usage, finish_reason, tool, job_id)
         select coalesce((e.msg->>'id')::uuid, gen_random_uuid()), p.thread_id, p.user_id,
@@ -227,11 +227,11 @@ begin
                e.msg->'usage', e.msg->>'finish_reason', coalesce((e.msg->>'tool')::boolean, false), p.job_id
           from placed p
           cross join lateral jsonb_array_elements(p.messages) with ordinality as e(msg, idx)
-        returning id, thread_id, job_id, status
-    loop
-        perform agentq.emit(jsonb_build_object('type', 'message.created', 'thread_id', r.thread_id,
-                                               'message_id', r.id, 'job_id', r.job_id, 'status', r.status));
-    end loop;
+        returning id, thread_id, job_id, status, step)
+    select coalesce(array_agg(jsonb_build_object('type', 'message.created', 'thread_id', i.thread_id, 'message_id', i.id,
+                                                 'job_id', i.job_id, 'status', i.status) order by i.job_id, i.step), '{}')
+      into more from inserted i;
+    events := events || more;
 
     insert into agentq.usage (user_id, thread_id, agent_name, job_id, message_id, kind, provider, model,
                               prompt_tokens, completion_tokens, total_tokens, raw)
@@ -245,11 +245,11 @@ begin
         perform agentq.unblock_next(ended_threads);
     end if;
 
-    for r in select jb.id, jb.thread_id, jb.status, jb.last_error from agentq.jobs jb where jb.id = any (applied_ids) loop
-        perform agentq.emit(jsonb_build_object('type', 'job.' || r.status, 'thread_id', r.thread_id,
-                                               'job_id', r.id, 'status', r.status,
-                                               'text', case when r.status <> 'succeeded' then r.last_error end));
-    end loop;
+    select coalesce(array_agg(jsonb_build_object('type', 'job.' || jb.status, 'thread_id', jb.thread_id, 'job_id', jb.id,
+                                                 'status', jb.status,
+                                                 'text', case when jb.status <> 'succeeded' then jb.last_error end) order by jb.id), '{}')
+      into more from agentq.jobs jb where jb.id = any (applied_ids);
+    perform agentq.emit_all(events || more);
 
     return query select fi.job_id, fi.job_id = any (applied_ids) from unnest(items) fi;
 end $$;

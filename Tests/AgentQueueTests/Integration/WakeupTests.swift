@@ -1,0 +1,88 @@
+import AgentQueue
+import Foundation
+import PostgresNIO
+import Testing
+
+/// Wake-ups and housekeeping: NOTIFY only when a worker waits, re-LISTEN after a lost connection, pruning.
+@Suite struct WakeupTests {
+    /// Counts notifications on agentq_jobs while `body` runs (plus a short settle time).
+    func notifications(_ client: PostgresClient, during body: @Sendable @escaping () async throws -> Void) async throws -> Int {
+        try await client.withConnection { conn in
+            try await conn.listen(on: "agentq_jobs") { events in
+                try await body()
+                return try await withThrowingTaskGroup(of: Int.self) { group in
+                    group.addTask {
+                        var n = 0
+                        for try await _ in events { n += 1 }
+                        return n
+                    }
+                    try await Task.sleep(for: .milliseconds(300))
+                    group.cancelAll()
+                    return (try? await group.next() ?? 0) ?? 0
+                }
+            }
+        }
+    }
+
+    @Test func enqueueNotifiesOnlyWhenAWorkerWaits() async throws {
+        try await TestDatabase.with("wake_notify") { client, _ in
+            let quiet = try await notifications(client) {
+                try await client.run("SELECT agentq.generate(null, 'nobody waits')")
+            }
+            #expect(quiet == 0)
+            try await client.run("SELECT agentq.register_worker('w', 'h', 1, '{default}', 4)")
+            try await client.run("UPDATE agentq.worker_registry SET waiting = true")
+            let woken = try await notifications(client) {
+                try await client.run("SELECT agentq.generate(null, 'a worker waits')")
+            }
+            #expect(woken == 1)
+            let otherQueue = try await notifications(client) {
+                try await client.run("SELECT agentq.generate(null, 'other queue', options => '{\"queue\": \"batch\"}')")
+            }
+            #expect(otherQueue == 0)
+        }
+    }
+
+    @Test func aWorkerListensAgainAfterItsConnectionIsKilled() async throws {
+        try await TestDatabase.with("wake_relisten") { client, url in
+            // A poll interval of a minute: only a NOTIFY can wake this worker in time.
+            let worker = try WorkerProcess(url: url, arguments: ["--poll-ms", "60000"])
+            try await eventually(timeout: .seconds(20), "worker waiting") {
+                try await client.scalar("SELECT count(*)::int FROM agentq.worker_registry WHERE waiting") == 1
+            }
+            let killed: Int = try await client.scalar("""
+                SELECT count(pg_terminate_backend(pid))::int FROM pg_stat_activity
+                 WHERE datname = current_database() AND query ILIKE 'LISTEN%agentq_jobs%'
+                """)
+            #expect(killed == 1)
+            try await eventually(timeout: .seconds(20), "listener back") {
+                try await client.scalar("""
+                    SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%agentq_jobs%'
+                    """) == 1
+            }
+            let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'wake up')")
+            try await eventually(timeout: .seconds(10), "job done by a NOTIFY wake-up") {
+                try await client.scalar("SELECT status FROM agentq.jobs WHERE id = \(job)") == "succeeded"
+            }
+            worker.signal(SIGTERM)
+            #expect(await worker.waitForExit() == 0)
+        }
+    }
+
+    @Test func pruneDeletesFinishedJobsPastRetention() async throws {
+        try await TestDatabase.with("wake_prune") { client, _ in
+            let old: Int64 = try await client.scalar("SELECT agentq.generate(null, 'old')")
+            let fresh: Int64 = try await client.scalar("SELECT agentq.generate(null, 'fresh')")
+            let waiting: Int64 = try await client.scalar("SELECT agentq.generate(null, 'waiting')")
+            try await client.run("""
+                UPDATE agentq.jobs SET status = 'succeeded', finished_at = now() - interval '8 days' WHERE id = \(old)
+                """)
+            try await client.run("UPDATE agentq.jobs SET status = 'succeeded', finished_at = now() WHERE id = \(fresh)")
+            let pruned: String = try await client.scalar("SELECT agentq.prune(1000)::text")
+            #expect(pruned.contains("\"jobs\": 1"))
+            let left = try await client.rows("SELECT id FROM agentq.jobs ORDER BY id", as: Int64.self)
+            #expect(left == [fresh, waiting])
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.messages") == 3)   // messages stay
+        }
+    }
+}
