@@ -101,7 +101,7 @@ begin
                    started_at = now(), lease_expires_at = now() + p_lease
               from c where jb.id = c.id
             returning jb.*)
-        select coalesce(array_agg(u order by u.id), '{}') into batch from u;
+        select coalesce(array_agg(u order by u.priority, u.run_at, u.id), '{}') into batch from u;
         claimed := claimed || batch;
     end loop;
     perform agentq.emit_all(array(
@@ -254,25 +254,27 @@ begin
     return query select fi.job_id, fi.job_id = any (applied_ids) from unnest(items) fi;
 end $$;
 
--- The messages a generation reads: per job, the agent, the thread's agent_options, and the newest
--- `p_recent` successful messages up to the prompt's ord (oldest first). Workers cut the window at a
--- turn boundary and split off the replies already saved for the prompt.
-create or replace function agentq.job_contexts(p_job_ids bigint[], p_recent int)
-returns table (job_id bigint, prompt_ord int, prompt_step int, thread_agent_options jsonb, messages jsonb)
+-- The messages a generation reads: one row per (job, message) holding the job's prompt position,
+-- the thread's agent_options and one of the newest `p_recent` successful messages up to the prompt's
+-- ord (a job whose thread has none gets one row with null message columns). Workers cut the window
+-- at a turn boundary and split off the replies already saved for the prompt.
+drop function if exists agentq.job_contexts(bigint[], int);
+create function agentq.job_contexts(p_job_ids bigint[], p_recent int)
+returns table (job_id bigint, prompt_ord int, prompt_step int, thread_agent_options text,
+               message_id uuid, role text, text text, content text, ord int, step int, tool boolean)
 language sql stable as $$
-    select j.id, p.ord, p.step, t.metadata->'agent_options',
-           coalesce((select jsonb_agg(jsonb_build_object('id', m.id, 'role', m.role, 'content', m.content,
-                                                         'text', m.text, 'ord', m.ord, 'step', m.step, 'tool', m.tool)
-                                      order by m.ord, m.step)
-                       from (select * from agentq.messages m
-                              where m.thread_id = j.thread_id and m.status = 'success'
-                                and (p.ord is null or m.ord <= p.ord)
-                              order by m.ord desc, m.step desc
-                              limit p_recent) m), '[]'::jsonb)
+    select j.id, p.ord, p.step, (t.metadata->'agent_options')::text,
+           m.id, m.role, m.text, m.content::text, m.ord, m.step, m.tool
       from unnest(p_job_ids) as x(id)
       join agentq.jobs j on j.id = x.id
       left join agentq.threads t on t.id = j.thread_id
       left join agentq.messages p on p.id = j.prompt_message_id
+      left join lateral (select * from agentq.messages mm
+                          where mm.thread_id = j.thread_id and mm.status = 'success'
+                            and (p.ord is null or mm.ord <= p.ord)
+                          order by mm.ord desc, mm.step desc
+                          limit p_recent) m on true
+     order by j.id, m.ord, m.step
 $$;
 
 -- Housekeeping, run by one worker at a time: prunes finished jobs and ended streams' deltas past

@@ -69,19 +69,23 @@ public struct JobStore: Sendable {
         return applied
     }
 
-    /// The context of each job: recent successful messages up to its prompt.
+    /// The context of each job: recent successful messages up to its prompt, oldest first.
     public func contexts(jobIDs: [Int64], recentMessages: Int, logger: Logger) async throws -> [Int64: JobContextRecord] {
         let rows = try await client.query("""
-            SELECT job_id, prompt_ord, prompt_step, thread_agent_options::text, messages::text
+            SELECT job_id, prompt_ord, prompt_step, thread_agent_options, message_id, role, text, content, ord, step, tool
               FROM agentq.job_contexts(\(jobIDs), \(recentMessages)::int)
             """, logger: logger)
         var result: [Int64: JobContextRecord] = [:]
-        let decoder = JSONDecoder()
-        for try await (id, ord, step, agentOptions, messages) in rows.decode((Int64, Int?, Int?, String?, String).self) {
-            result[id] = JobContextRecord(
-                jobID: id, promptOrd: ord, promptStep: step,
-                threadAgentOptions: agentOptions.flatMap { try? JSONValue.parse($0) },
-                messages: try decoder.decode([ContextMessage].self, from: Data(messages.utf8)))
+        for try await (id, promptOrd, promptStep, agentOptions, messageID, role, text, content, ord, step, tool) in rows.decode(
+            (Int64, Int?, Int?, String?, UUID?, String?, String?, String?, Int?, Int?, Bool?).self) {
+            if result[id] == nil {
+                result[id] = JobContextRecord(jobID: id, promptOrd: promptOrd, promptStep: promptStep,
+                                              threadAgentOptions: agentOptions.flatMap { try? JSONValue.parse($0) }, messages: [])
+            }
+            if let messageID, let role, let ord, let step {
+                result[id]!.messages.append(ContextMessage(id: messageID, role: role, contentJSON: content ?? "[]", text: text,
+                                                           ord: ord, step: step, tool: tool ?? false))
+            }
         }
         return result
     }

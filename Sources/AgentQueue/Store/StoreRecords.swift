@@ -24,25 +24,29 @@ public struct AgentRecord: Sendable, Hashable {
     public var options: JSONValue
 }
 
-/// A saved message as a generation reads it.
-public struct ContextMessage: Codable, Sendable, Hashable {
+/// A saved message as a generation reads it. `contentJSON` is the `content` parts as JSON text,
+/// parsed only when a part other than text matters (tools, files).
+public struct ContextMessage: Sendable, Hashable {
     public var id: UUID
     public var role: String
-    public var content: JSONValue
+    public var contentJSON: String
     public var text: String?
     public var ord: Int
     public var step: Int
     public var tool: Bool
 
-    public init(id: UUID, role: String, content: JSONValue, text: String?, ord: Int, step: Int, tool: Bool) {
+    public init(id: UUID, role: String, contentJSON: String, text: String?, ord: Int, step: Int, tool: Bool) {
         self.id = id
         self.role = role
-        self.content = content
+        self.contentJSON = contentJSON
         self.text = text
         self.ord = ord
         self.step = step
         self.tool = tool
     }
+
+    /// The content parts, parsed.
+    public var content: JSONValue { (try? JSONValue.parse(contentJSON)) ?? .array([]) }
 }
 
 /// What a generation reads for one job: the thread's recent successful messages up to the prompt.

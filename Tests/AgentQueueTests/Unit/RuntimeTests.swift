@@ -33,7 +33,7 @@ import Testing
 
 @Suite struct ContextAssemblerTests {
     func message(_ ord: Int, _ step: Int, _ role: String, _ text: String) -> ContextMessage {
-        ContextMessage(id: UUID(), role: role, content: .array([]), text: text, ord: ord, step: step, tool: false)
+        ContextMessage(id: UUID(), role: role, contentJSON: "[]", text: text, ord: ord, step: step, tool: false)
     }
 
     @Test func recentThenPromptThenExistingReplies() {
@@ -70,5 +70,14 @@ import Testing
     @Test func refusesOtherSchemes() {
         #expect(throws: AgentQueueError.self) { try DatabaseURL("mysql://x@y/z") }
         #expect(throws: AgentQueueError.self) { try DatabaseURL("postgres://x@y/z?sslmode=sometimes") }
+    }
+}
+
+@Suite struct JSONValueTests {
+    @Test func parsesEveryKind() throws {
+        let v = try JSONValue.parse(#"{"a": [1, 2.5, true, false, null, "x"], "b": {"c": "d"}}"#)
+        #expect(v["a"] == .array([.number(1), .number(2.5), .bool(true), .bool(false), .null, .string("x")]))
+        #expect(v["b"]?["c"]?.stringValue == "d")
+        #expect(v.merging(.object(["b": .number(1)]))["b"] == .number(1))
     }
 }
