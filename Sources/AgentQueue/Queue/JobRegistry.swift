@@ -1,14 +1,22 @@
 import Synchronization
 
-/// The jobs a worker holds right now, with their stop switches (for heartbeats and cancel requests).
+/// The jobs a worker holds right now, with their stop switches and deadlines (for heartbeats, cancel
+/// requests and time budgets: one poll checks every deadline, so no job needs a timer of its own).
 public final class JobRegistry: Sendable {
-    private let jobs = Mutex([Int64: JobControl]())
+    private struct Entry: Sendable {
+        var control: JobControl
+        var deadline: ContinuousClock.Instant
+        var budget: Duration
+    }
+
+    private let jobs = Mutex([Int64: Entry]())
 
     public init() {}
 
-    public func add(_ id: Int64) -> JobControl {
+    /// Registers a job with a time budget; returns its stop switch.
+    public func add(_ id: Int64, budget: Duration = .seconds(600)) -> JobControl {
         let control = JobControl()
-        jobs.withLock { $0[id] = control }
+        jobs.withLock { $0[id] = Entry(control: control, deadline: .now + budget, budget: budget) }
         return control
     }
 
@@ -21,11 +29,18 @@ public final class JobRegistry: Sendable {
 
     /// Stops one job, if held.
     public func stop(_ id: Int64, _ reason: StopReason) {
-        jobs.withLock { $0[id] }?.stop(reason)
+        jobs.withLock { $0[id] }?.control.stop(reason)
     }
 
     /// Stops every job held.
     public func stopAll(_ reason: StopReason) {
-        for control in jobs.withLock({ Array($0.values) }) { control.stop(reason) }
+        for entry in jobs.withLock({ Array($0.values) }) { entry.control.stop(reason) }
+    }
+
+    /// Stops the jobs past their deadline with `.timeout`.
+    public func stopOverdue(now: ContinuousClock.Instant = .now) {
+        for entry in jobs.withLock({ $0.values.filter { $0.deadline <= now } }) {
+            entry.control.stop(.timeout(entry.budget))
+        }
     }
 }

@@ -139,8 +139,9 @@ public struct WorkerService: Service {
             return
         }
         for job in claimed {
-            let control = state.registry.add(job.id)
             let agent = job.agentName.flatMap { agents[$0] }
+            let timeoutMs = job.options["timeout_ms"]?.intValue ?? agent?.options["timeout_ms"]?.intValue ?? 600_000
+            let control = state.registry.add(job.id, budget: .milliseconds(timeoutMs))
             let context = contexts[job.id]
             jobs.addTask {
                 let item = await execute(job, agent: agent, context: context, control: control)
@@ -149,24 +150,17 @@ public struct WorkerService: Service {
         }
     }
 
-    /// Runs a job, racing it against its stop switch and its time budget.
+    /// Runs a job, racing it against its stop switch (cancel, lost lease, shutdown, time budget).
     private func execute(_ job: ClaimedJob, agent: AgentRecord?, context: JobContextRecord?, control: JobControl) async -> FinishItem {
         var jobLogger = logger
         jobLogger[metadataKey: "job_id"] = "\(job.id)"
         if let thread = job.threadID { jobLogger[metadataKey: "thread_id"] = "\(thread)" }
         let logger = jobLogger
-        let timeoutMs = job.options["timeout_ms"]?.intValue ?? agent?.options["timeout_ms"]?.intValue ?? 600_000
-        let timeout = Duration.milliseconds(timeoutMs)
         return await withTaskGroup(of: FinishItem?.self) { group in
             group.addTask {
                 await runner.run(job, agent: agent, context: context, stopReason: { control.reason }, logger: logger)
             }
             group.addTask { await control.waitForStop(); return nil }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                if !Task.isCancelled { control.stop(.timeout(timeout)) }
-                return nil
-            }
             while let next = await group.next() {
                 if let item = next {
                     group.cancelAll()
@@ -190,12 +184,14 @@ public struct WorkerService: Service {
 
     // MARK: - Background loops
 
-    /// The fallback wake-up (NOTIFY is only a hint) and the fallback for missed cancel notifications.
+    /// The fallback wake-up (NOTIFY is only a hint), the fallback for missed cancel notifications, and
+    /// the time budgets of held jobs.
     private func pollLoop(store: JobStore, state: RunState) async {
         while !Task.isCancelled {
             try? await Task.sleep(for: configuration.pollInterval)
             if Task.isCancelled { return }
             state.wake(.wake)
+            state.registry.stopOverdue()
             let held = state.registry.ids
             if !held.isEmpty, let ids = try? await store.cancelRequested(among: held, logger: logger) {
                 for id in ids { state.registry.stop(id, .cancelRequested) }

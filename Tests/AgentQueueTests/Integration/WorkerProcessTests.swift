@@ -154,3 +154,21 @@ import Testing
         }
     }
 }
+
+extension WorkerProcessTests {
+    @Test func aJobPastItsTimeBudgetIsStoppedAndRetried() async throws {
+        try await TestDatabase.with("proc_timeout") { client, url in
+            let job: Int64 = try await client.scalar("""
+                SELECT agentq.generate(null, '[mock delay_ms=60000] stuck', options => '{"timeout_ms": 300, "max_attempts": 2}')
+                """)
+            let worker = try WorkerProcess(url: url, arguments: ["--retry-base-ms", "50"])
+            try await eventually(timeout: .seconds(20), "job failed after two timed-out attempts") {
+                try await client.scalar("SELECT status FROM agentq.jobs WHERE id = \(job)") == "failed"
+            }
+            #expect(try await client.scalar("SELECT last_error FROM agentq.jobs WHERE id = \(job)") == "job timed out after 0.3 seconds")
+            #expect(try await client.scalar("SELECT attempt FROM agentq.jobs WHERE id = \(job)") == 2)
+            worker.signal(SIGTERM)
+            #expect(await worker.waitForExit() == 0)
+        }
+    }
+}

@@ -23,7 +23,17 @@ enum TestDatabase {
                                   _ body: @Sendable @escaping (PostgresClient, DatabaseURL) async throws -> T) async throws -> T {
         let server = try serverURL()
         let database = "aq_\(name.lowercased().filter { $0.isLetter || $0.isNumber })_\(UInt32.random(in: 0...UInt32.max))"
-        try await admin(server) { try await $0.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(database)"), logger: logger) }
+        // CREATE DATABASE copies template1 and refuses (55006) while another session touches it: retry.
+        for attempt in 1...10 {
+            do {
+                try await admin(server) { try await $0.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(database)"), logger: logger) }
+                break
+            } catch where sqlState(of: error) == "55006" && attempt < 10 {
+                try await Task.sleep(for: .milliseconds(100 * attempt))
+            } catch {
+                throw TestFailure("creating \(database): \(describeDatabaseError(error))")
+            }
+        }
         let url = server.with(database: database)
         do {
             let result = try await withClient(url) { client in
@@ -36,7 +46,7 @@ enum TestDatabase {
             return result
         } catch {
             try? await drop(database, server: server)
-            throw error
+            throw TestFailure("\(name): \(describeDatabaseError(error))")   // PSQLError's own text is redacted
         }
     }
 

@@ -1,4 +1,4 @@
-import AgentQueue
+@testable import AgentQueue
 import Foundation
 import Testing
 
@@ -80,4 +80,28 @@ import Testing
         #expect(v["b"]?["c"]?.stringValue == "d")
         #expect(v.merging(.object(["b": .number(1)]))["b"] == .number(1))
     }
+}
+
+@Suite struct FinishItemJSONTests {
+    @Test func writesTheShapeFinishJobsReads() throws {
+        let message = NewMessage(text: "line \"one\"\n\ttwo \u{1}", model: "m", provider: "mock",
+                                 usage: TokenUsage(promptTokens: 3, completionTokens: 2), finishReason: "stop", agentName: "default")
+        let item = FinishItem(jobID: 42, attempt: 2, outcome: .succeeded,
+                              result: JobResultPayload(text: "é ✓", messageIDs: [message.id], usage: message.usage),
+                              messages: [message],
+                              usage: [UsageRecord(provider: "mock", model: "m", usage: message.usage!, messageID: message.id)])
+        let parsed = try JSONValue.parse(FinishItem.json([item, FinishItem(jobID: 7, attempt: 1, outcome: .retry, error: "x")]))
+        guard case .array(let items) = parsed else { Issue.record("not an array"); return }
+        #expect(items.count == 2)
+        #expect(items[0]["job_id"] == .number(42))
+        #expect(items[0]["result"]?["text"]?.stringValue == "é ✓")
+        #expect(items[0]["messages"]?.arrayFirst?["text"]?.stringValue == "line \"one\"\n\ttwo \u{1}")
+        #expect(items[0]["messages"]?.arrayFirst?["content"]?.arrayFirst?["type"]?.stringValue == "text")
+        #expect(items[0]["usage"]?.arrayFirst?["total_tokens"] == .number(5))
+        #expect(items[1]["outcome"]?.stringValue == "retry" && items[1]["messages"] == nil)
+    }
+}
+
+extension JSONValue {
+    var arrayFirst: JSONValue? { if case .array(let a) = self { return a.first }; return nil }
 }
