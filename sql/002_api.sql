@@ -23,23 +23,17 @@ language sql immutable strict as $$ select 'agentq_thread_' || replace(thread_id
 -- transaction (so a listener never sees an event before the row is visible). Payloads stay under
 -- 8000 bytes: a text that does not fit is dropped and "truncated": true tells the reader to fetch the row.
 create or replace function agentq.emit_all(p_events jsonb[]) returns void
-language plpgsql as $$
-declare
-    ev jsonb;
-    payload text;
-begin
-    foreach ev in array coalesce(p_events, '{}') loop
-        ev := jsonb_strip_nulls(ev);
-        payload := ev::text;
-        if octet_length(payload) > 7900 then
-            payload := (ev - 'text' || '{"truncated": true}')::text;
-        end if;
-        if ev ? 'thread_id' then
-            perform pg_notify('agentq_thread_' || replace(ev->>'thread_id', '-', ''), payload);
-        end if;
-        perform pg_notify('agentq_events', payload);
-    end loop;
-end $$;
+language sql as $$
+    -- One statement for the whole batch; a nested loop over the ordered array keeps the order.
+    select count(pg_notify(c.channel, e.payload))
+      from (select x.n, s.ev->>'thread_id' as thread_id,
+                   case when octet_length(s.ev::text) > 7900 then (s.ev - 'text' || '{"truncated": true}')::text
+                        else s.ev::text end as payload
+              from unnest(p_events) with ordinality as x(ev, n)
+              cross join lateral (select jsonb_strip_nulls(x.ev) as ev) s) e
+      cross join lateral (values (1, 'agentq_thread_' || replace(e.thread_id, '-', '')), (2, 'agentq_events')) as c(k, channel)
+     where c.channel is not null
+$$;
 
 -- Sends one event (see emit_all).
 create or replace function agentq.emit(p_event jsonb) returns void
@@ -266,7 +260,7 @@ begin
             using errcode = '54000', hint = 'the limit is the setting max_message_chars';
     end if;
     if p_role = 'assistant' then
-        select * into t from agentq.threads where id = p_thread_id for update;
+        select * into t from agentq.threads where id = p_thread_id for no key update;
         if t.id is null then
             raise exception 'unknown thread %', p_thread_id using errcode = 'P0002';
         end if;
@@ -378,7 +372,7 @@ begin
         insert into agentq.threads (user_id) values (new.user_id) returning * into t;
         new.thread_id := t.id;
     else
-        select * into t from agentq.threads where id = new.thread_id for update;
+        select * into t from agentq.threads where id = new.thread_id for no key update;
         if t.id is null then
             raise exception 'unknown thread %', new.thread_id using errcode = 'P0002';
         end if;
@@ -515,7 +509,7 @@ declare
 begin
     select jb.thread_id into tid from agentq.jobs jb where jb.id = cancel.job_id;
     if tid is not null then
-        perform 1 from agentq.threads where id = tid for update;   -- lock order: thread, then job
+        perform 1 from agentq.threads where id = tid for no key update;   -- lock order: thread, then job
     end if;
     select * into j from agentq.jobs jb where jb.id = cancel.job_id for update;
     if j.id is null then

@@ -39,7 +39,7 @@ begin
     end if;
     -- Lock the threads we can; a thread locked by a completing worker is left for the next pass.
     select array_agg(t.id) into thread_ids
-      from (select id from agentq.threads where id = any (thread_ids) order by id for update skip locked) t;
+      from (select id from agentq.threads where id = any (thread_ids) order by id for no key update skip locked) t;
     ended_threads := '{}';
     for j in
         update agentq.jobs jb
@@ -163,7 +163,7 @@ begin
       left join agentq.jobs jb on jb.id = x.job_id;
 
     -- Lock order: threads first.
-    perform 1 from agentq.threads t where t.id in (select fi.thread_id from unnest(items) fi) order by t.id for update;
+    perform 1 from agentq.threads t where t.id in (select fi.thread_id from unnest(items) fi) order by t.id for no key update;
 
     -- The fenced status change.
     with upd as (

@@ -1,13 +1,18 @@
 /// When to claim and how many: pure decisions of the worker's claim loop (no IO).
 ///
 /// - A claim asks for the free capacity (`concurrency - inHand`), so one statement fills every slot.
-/// - A wake-up (NOTIFY, poll, reconnect) claims when a slot is free. A freed slot claims only when the
+/// - A wake-up (NOTIFY, poll, reconnect) claims when a slot is free. Freed slots claim only when the
 ///   last claim came back full (the queue probably has more), so an idle worker does not query for
 ///   each finished job.
 /// - A claim that came back short marks the worker `waiting` in the database; the first such claim is
 ///   followed by one more claim at once, which catches a job enqueued before the flag was visible.
 public struct ClaimScheduler: Sendable, Hashable {
-    public enum Trigger: Sendable { case wake, slotFreed }
+    public enum Trigger: Sendable {
+        /// A NOTIFY, the fallback poll, or a reconnect.
+        case wake
+        /// Jobs finished (a completion flush frees all its slots at once, so one claim refills them).
+        case slotsFreed(Int)
+    }
 
     public let concurrency: Int
     public private(set) var inHand = 0
@@ -26,8 +31,8 @@ public struct ClaimScheduler: Sendable, Hashable {
     public mutating func note(_ trigger: Trigger) {
         switch trigger {
         case .wake: claimAgain = true
-        case .slotFreed:
-            inHand -= 1
+        case .slotsFreed(let n):
+            inHand -= n
             precondition(inHand >= 0, "more slots freed than claimed")
             if queueMayHaveMore { claimAgain = true }
         }

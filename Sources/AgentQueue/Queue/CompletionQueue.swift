@@ -40,14 +40,18 @@ public final class CompletionQueue: Sendable {
 
     /// The flusher loop; returns after `close()` once the buffer is empty. A failed flush is retried
     /// with a growing delay (the database may be restarting); fencing makes late writes harmless.
-    public func runFlusher(store: JobStore, logger: Logger) async {
+    /// `onFlushed` gets the job ids of each written batch before their submitters resume.
+    public func runFlusher(store: JobStore, logger: Logger, onFlushed: @Sendable ([Int64]) -> Void = { _ in }) async {
         var retryDelay = Duration.milliseconds(50)
         for await _ in signal {
             while let batch = state.withLock({ $0.buffer.takeBatch() }) {
                 var results: [Int64: Bool]?
                 while results == nil {
                     do {
+                        let started = ContinuousClock.now
                         results = try await store.finish(batch.map(\.item), logger: logger)
+                        logger.debug("finished jobs", metadata: ["jobs": "\(batch.count)",
+                                                                 "ms": "\((ContinuousClock.now - started).seconds * 1000)"])
                         retryDelay = .milliseconds(50)
                     } catch {
                         logger.error("finishing jobs failed; retrying",
@@ -57,6 +61,7 @@ public final class CompletionQueue: Sendable {
                         retryDelay = min(retryDelay * 2, .seconds(5))
                     }
                 }
+                onFlushed(batch.map(\.item.jobID))
                 for entry in batch { entry.continuation.resume(returning: results?[entry.item.jobID] ?? false) }
                 _ = state.withLock { $0.buffer.flushEnded() }
             }

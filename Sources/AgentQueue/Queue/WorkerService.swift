@@ -54,7 +54,12 @@ public struct WorkerService: Service {
                                                   "concurrency": "\(configuration.concurrency)"])
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { outer in
-                outer.addTask { await state.completions.runFlusher(store: store, logger: logger) }
+                outer.addTask {
+                    await state.completions.runFlusher(store: store, logger: logger) { ids in
+                        for id in ids { state.registry.remove(id) }
+                        state.wake(.slotsFreed(ids.count))
+                    }
+                }
                 await withDiscardingTaskGroup { background in
                     background.addTask {
                         await JobListener(client: client, logger: logger).run(
@@ -90,9 +95,12 @@ public struct WorkerService: Service {
                 let size = state.scheduler.withLock { $0.nextClaimSize() }
                 if size > 0 {
                     let claimed: [ClaimedJob]
+                    let started = ContinuousClock.now
                     do {
                         claimed = try await store.claim(queues: configuration.queues, limit: size,
                                                         lease: configuration.lease, logger: logger)
+                        logger.debug("claimed", metadata: ["asked": "\(size)", "got": "\(claimed.count)",
+                                                           "ms": "\((ContinuousClock.now - started).seconds * 1000)"])
                     } catch {
                         logger.error("claim failed", metadata: ["error": "\(describeDatabaseError(error))"])
                         state.scheduler.withLock { $0.claimFailed() }
@@ -128,7 +136,9 @@ public struct WorkerService: Service {
         do {
             async let a = store.agents(named: agentNames, logger: logger)
             async let c = store.contexts(jobIDs: generateIDs, recentMessages: configuration.recentMessages, logger: logger)
+            let started = ContinuousClock.now
             (agents, contexts) = try await (a, c)
+            logger.debug("contexts loaded", metadata: ["jobs": "\(claimed.count)", "ms": "\((ContinuousClock.now - started).seconds * 1000)"])
         } catch {
             logger.error("loading job contexts failed; handing the jobs back", metadata: ["error": "\(describeDatabaseError(error))"])
             for job in claimed {
@@ -172,14 +182,13 @@ public struct WorkerService: Service {
         }
     }
 
+    /// Hands the outcome to the completion flusher (which frees the slot once it is written).
     private func finish(_ job: ClaimedJob, item: FinishItem, state: RunState) async {
         let applied = await state.completions.submit(item)
         if !applied {
             logger.warning("job outcome not applied: the lease was lost", metadata: ["job_id": "\(job.id)",
                                                                                       "outcome": "\(item.outcome.rawValue)"])
         }
-        state.registry.remove(job.id)
-        state.wake(.slotFreed)
     }
 
     // MARK: - Background loops

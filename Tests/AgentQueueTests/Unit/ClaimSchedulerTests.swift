@@ -25,14 +25,22 @@ import Testing
         _ = s.nextClaimSize()
         s.claimed(2, asked: 2)             // full: the queue may have more
         #expect(!s.waiting)
-        s.note(.slotFreed)
+        s.note(.slotsFreed(1))
         #expect(s.nextClaimSize() == 1)
         s.claimed(0, asked: 1)             // empty now: waiting, and one more claim is due
         #expect(s.nextClaimSize() == 1)
         s.claimed(0, asked: 1)
-        s.note(.slotFreed)
+        s.note(.slotsFreed(1))
         #expect(s.nextClaimSize() == 0)    // once-more was spent; a freed slot alone does not query
         #expect(s.inHand == 0)
+    }
+
+    @Test func aFlushFreesManySlotsForOneClaim() {
+        var s = ClaimScheduler(concurrency: 100)
+        _ = s.nextClaimSize()
+        s.claimed(100, asked: 100)
+        s.note(.slotsFreed(60))
+        #expect(s.nextClaimSize() == 60)
     }
 
     @Test func noClaimWithoutFreeSlots() {
@@ -41,7 +49,7 @@ import Testing
         s.claimed(1, asked: 1)
         s.note(.wake)
         #expect(s.nextClaimSize() == 0)
-        s.note(.slotFreed)
+        s.note(.slotsFreed(1))
         #expect(s.nextClaimSize() == 1)
     }
 }
