@@ -1,9 +1,10 @@
 /// When to claim and how many: pure decisions of the worker's claim loop (no IO).
 ///
 /// - A claim asks for the free capacity (`concurrency - inHand`), so one statement fills every slot.
-/// - A wake-up (NOTIFY, poll, reconnect) claims when a slot is free. Freed slots claim only when the
-///   last claim came back full (the queue probably has more), so an idle worker does not query for
-///   each finished job.
+/// - A wake-up (NOTIFY, poll, reconnect) claims when a slot is free. So do freed slots, always: a
+///   finished job unblocks the next job of its thread, so the queue may have work again even when
+///   the last claim came back short. Slots are freed per completion flush, so that is one claim per
+///   flush, not per job.
 /// - A claim that came back short marks the worker `waiting` in the database; the first such claim is
 ///   followed by one more claim at once, which catches a job enqueued before the flag was visible.
 public struct ClaimScheduler: Sendable, Hashable {
@@ -16,7 +17,6 @@ public struct ClaimScheduler: Sendable, Hashable {
 
     public let concurrency: Int
     public private(set) var inHand = 0
-    public private(set) var queueMayHaveMore = true
     public private(set) var waiting = false
     private var claimAgain = true
 
@@ -34,7 +34,7 @@ public struct ClaimScheduler: Sendable, Hashable {
         case .slotsFreed(let n):
             inHand -= n
             precondition(inHand >= 0, "more slots freed than claimed")
-            if queueMayHaveMore { claimAgain = true }
+            claimAgain = true
         }
     }
 
@@ -48,17 +48,11 @@ public struct ClaimScheduler: Sendable, Hashable {
     /// Records what a claim of `asked` jobs returned.
     public mutating func claimed(_ got: Int, asked: Int) {
         inHand += got
-        queueMayHaveMore = got == asked
         if got < asked {
             if !waiting { claimAgain = true }   // the once-more claim that closes the race with enqueuers
             waiting = true
         } else {
             waiting = false
         }
-    }
-
-    /// A claim failed (database error): try again at the next wake-up.
-    public mutating func claimFailed() {
-        queueMayHaveMore = true
     }
 }

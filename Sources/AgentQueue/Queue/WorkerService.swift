@@ -102,8 +102,7 @@ public struct WorkerService: Service {
                         logger.debug("claimed", metadata: ["asked": "\(size)", "got": "\(claimed.count)",
                                                            "ms": "\((ContinuousClock.now - started).seconds * 1000)"])
                     } catch {
-                        logger.error("claim failed", metadata: ["error": "\(describeDatabaseError(error))"])
-                        state.scheduler.withLock { $0.claimFailed() }
+                        logger.error("claim failed; retrying at the next wake-up", metadata: ["error": "\(describeDatabaseError(error))"])
                         continue
                     }
                     state.scheduler.withLock { $0.claimed(claimed.count, asked: size) }
