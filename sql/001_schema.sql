@@ -8,6 +8,7 @@ create schema if not exists agentq;
 create table if not exists agentq.schema_migrations (
     version    text primary key,
     name       text not null,
+    checksum   text,          -- of the file as `agentq migrate` applied it (null when applied with psql -f)
     applied_at timestamptz not null default now()
 );
 

@@ -10,6 +10,17 @@ public struct Migrator: Sendable {
         public var version: String
         public var name: String
         public var sql: String
+
+        /// FNV-1a of the file, to notice a migration edited after it was applied (drift detection,
+        /// not security; hand-written to avoid a crypto dependency for eight lines).
+        public var checksum: String {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in sql.utf8 {
+                hash ^= UInt64(byte)
+                hash = hash &* 0x0000_0100_0000_01b3
+            }
+            return String(hash, radix: 16)
+        }
     }
 
     /// The advisory lock key migrations hold (any constant works; this one spells "agentq").
@@ -48,8 +59,16 @@ public struct Migrator: Sendable {
             try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))", logger: logger)
             do {
                 let applied = try await appliedVersions(connection, logger: logger)
+                for migration in all {
+                    if let recorded = applied[migration.version], let recorded, recorded != migration.checksum {
+                        throw AgentQueueError(.migration, """
+                            migration \(migration.version)_\(migration.name).sql changed after it was applied \
+                            (checksum \(recorded), file \(migration.checksum)); restore it and add a new migration instead
+                            """)
+                    }
+                }
                 var done: [String] = []
-                for migration in all where !applied.contains(migration.version) {
+                for migration in all where applied[migration.version] == nil {
                     logger.info("applying migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
                     do {
                         try await connection.withTransaction(logger: logger) { tx in
@@ -57,8 +76,9 @@ public struct Migrator: Sendable {
                                 try await tx.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                             }
                             try await tx.query("""
-                                INSERT INTO agentq.schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))
-                                ON CONFLICT (version) DO NOTHING
+                                INSERT INTO agentq.schema_migrations (version, name, checksum)
+                                VALUES (\(migration.version), \(migration.name), \(migration.checksum))
+                                ON CONFLICT (version) DO UPDATE SET checksum = excluded.checksum
                                 """, logger: logger)
                         }
                     } catch {
@@ -75,14 +95,15 @@ public struct Migrator: Sendable {
         }
     }
 
-    private func appliedVersions(_ connection: PostgresConnection, logger: Logger) async throws -> Set<String> {
+    /// Applied versions with their recorded checksums (nil when applied with psql -f).
+    private func appliedVersions(_ connection: PostgresConnection, logger: Logger) async throws -> [String: String?] {
         let exists = try await connection.query(
             "SELECT to_regclass('agentq.schema_migrations') IS NOT NULL", logger: logger).collect()
-        guard try exists.first?.decode(Bool.self) == true else { return [] }
-        var versions = Set<String>()
-        for try await version in try await connection.query(
-            "SELECT version FROM agentq.schema_migrations", logger: logger).decode(String.self) {
-            versions.insert(version)
+        guard try exists.first?.decode(Bool.self) == true else { return [:] }
+        var versions: [String: String?] = [:]
+        for try await (version, checksum) in try await connection.query(
+            "SELECT version, checksum FROM agentq.schema_migrations", logger: logger).decode((String, String?).self) {
+            versions[version] = checksum
         }
         return versions
     }

@@ -139,11 +139,17 @@ public struct WorkerService: Service {
             (agents, contexts) = try await (a, c)
             logger.debug("contexts loaded", metadata: ["jobs": "\(claimed.count)", "ms": "\((ContinuousClock.now - started).seconds * 1000)"])
         } catch {
-            logger.error("loading job contexts failed; handing the jobs back", metadata: ["error": "\(describeDatabaseError(error))"])
+            // Counted as an attempt, with backoff: a fault that persists (a broken schema, say) ends
+            // the jobs `failed` after max_attempts instead of claiming and releasing them in a loop.
+            let message = "could not load the job's context: \(describeDatabaseError(error))"
+            logger.error("loading job contexts failed; retrying the jobs later", metadata: ["error": "\(message)"])
             for job in claimed {
-                let control = state.registry.add(job.id)
-                control.stop(.shutdown)
-                jobs.addTask { await finish(job, item: StopReason.shutdown.finishItem(for: job, usage: []), state: state) }
+                _ = state.registry.add(job.id)
+                let retryAt = Date().addingTimeInterval(configuration.backoff.delay(afterAttempt: job.attempt).seconds)
+                jobs.addTask {
+                    await finish(job, item: FinishItem(jobID: job.id, attempt: job.attempt, outcome: .retry,
+                                                       error: message, retryAt: retryAt), state: state)
+                }
             }
             return
         }

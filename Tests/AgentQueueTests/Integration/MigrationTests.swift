@@ -52,3 +52,23 @@ import Testing
         }
     }
 }
+
+extension MigrationTests {
+    @Test func aMigrationEditedAfterItWasAppliedIsRefused() async throws {
+        try await TestDatabase.with("migrate_drift") { client, _ in
+            let source = try ProjectLayout.locate().sqlDirectory
+            let copy = FileManager.default.temporaryDirectory.appendingPathComponent("aq-sql-\(UUID())")
+            try FileManager.default.copyItem(at: source, to: copy)
+            defer { try? FileManager.default.removeItem(at: copy) }
+            let edited = copy.appendingPathComponent("002_api.sql")
+            try (String(contentsOf: edited, encoding: .utf8) + "\n-- edited\n").write(to: edited, atomically: true, encoding: .utf8)
+            do {
+                try await Migrator(directory: copy).migrate(client, logger: TestDatabase.logger)
+                Issue.record("a changed migration was accepted")
+            } catch let error as AgentQueueError {
+                #expect(error.code == .migration)
+                #expect(error.message.contains("002_api.sql changed after it was applied"))
+            }
+        }
+    }
+}

@@ -172,3 +172,21 @@ extension WorkerProcessTests {
         }
     }
 }
+
+extension WorkerProcessTests {
+    @Test func aJobWhoseContextCannotBeLoadedIsRetriedThenFailsNotLooped() async throws {
+        try await TestDatabase.with("proc_context_fault") { client, url in
+            try await client.run("ALTER FUNCTION agentq.job_contexts(bigint[], int) RENAME TO job_contexts_gone")
+            let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'hi', options => '{\"max_attempts\": 3}')")
+            let worker = try WorkerProcess(url: url, arguments: ["--retry-base-ms", "50"])
+            try await eventually(timeout: .seconds(20), "job failed") {
+                try await client.scalar("SELECT status FROM agentq.jobs WHERE id = \(job)") == "failed"
+            }
+            #expect(try await client.scalar("SELECT attempt FROM agentq.jobs WHERE id = \(job)") == 3)
+            let error: String = try await client.scalar("SELECT last_error FROM agentq.jobs WHERE id = \(job)")
+            #expect(error.contains("could not load the job's context"))
+            worker.signal(SIGTERM)
+            #expect(await worker.waitForExit() == 0)
+        }
+    }
+}

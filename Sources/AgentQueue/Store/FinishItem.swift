@@ -1,0 +1,110 @@
+import Foundation
+
+/// How a worker ends its hold on a job (see `agentq.finish_jobs`).
+public struct FinishItem: Sendable {
+    public enum Outcome: String, Sendable {
+        case succeeded, retry, failed, cancelled, released
+    }
+
+    public var jobID: Int64
+    public var attempt: Int
+    public var outcome: Outcome
+    public var error: String?
+    public var retryAt: Date?
+    public var result: JobResultPayload?
+    public var messages: [NewMessage]?
+    public var usage: [UsageRecord]?
+
+    public init(jobID: Int64, attempt: Int, outcome: Outcome, error: String? = nil, retryAt: Date? = nil,
+                result: JobResultPayload? = nil, messages: [NewMessage]? = nil, usage: [UsageRecord]? = nil) {
+        self.jobID = jobID
+        self.attempt = attempt
+        self.outcome = outcome
+        self.error = error
+        self.retryAt = retryAt
+        self.result = result
+        self.messages = messages
+        self.usage = usage
+    }
+
+    /// The batch as the JSON array `agentq.finish_jobs` reads.
+    static func json(_ items: [FinishItem]) -> String {
+        var w = JSONWriter(capacity: items.count * 400)
+        w.beginArray()
+        for item in items { item.write(to: &w) }
+        w.endArray()
+        return w.text
+    }
+
+    func write(to w: inout JSONWriter) {
+        w.beginObject()
+        w.key("job_id"); w.int64(jobID)
+        w.key("attempt"); w.int(attempt)
+        w.key("outcome"); w.string(outcome.rawValue)
+        w.field("error", error)
+        w.field("retry_at", retryAt.map { ISO8601DateFormatter.withFractionalSeconds.string(from: $0) })
+        if let result {
+            w.key("result"); w.beginObject()
+            w.field("text", result.text)
+            w.field("object", result.object)
+            w.key("message_ids"); w.beginArray(); for id in result.messageIDs { w.string(id.uuidString.lowercased()) }; w.endArray()
+            if let u = result.usage { w.key("usage"); u.write(to: &w) }
+            w.endObject()
+        }
+        if let messages {
+            w.key("messages"); w.beginArray()
+            for m in messages {
+                w.beginObject()
+                w.key("id"); w.string(m.id.uuidString.lowercased())
+                w.key("role"); w.string(m.role)
+                w.key("content"); w.value(m.content)
+                w.field("text", m.text)
+                w.key("status"); w.string(m.status)
+                w.field("error", m.error)
+                w.field("model", m.model)
+                w.field("provider", m.provider)
+                if let u = m.usage { w.key("usage"); u.write(to: &w) }
+                w.field("finish_reason", m.finishReason)
+                w.field("agent_name", m.agentName)
+                w.key("tool"); w.bool(m.tool)
+                w.endObject()
+            }
+            w.endArray()
+        }
+        if let usage {
+            w.key("usage"); w.beginArray()
+            for u in usage {
+                w.beginObject()
+                w.key("provider"); w.string(u.provider)
+                w.key("model"); w.string(u.model)
+                w.key("kind"); w.string(u.kind)
+                w.key("prompt_tokens"); w.int(u.promptTokens)
+                w.key("completion_tokens"); w.int(u.completionTokens)
+                w.key("total_tokens"); w.int(u.totalTokens)
+                w.field("message_id", u.messageID.map { $0.uuidString.lowercased() })
+                w.field("raw", u.raw)
+                w.endObject()
+            }
+            w.endArray()
+        }
+        w.endObject()
+    }
+}
+
+extension TokenUsage {
+    func write(to w: inout JSONWriter) {
+        w.beginObject()
+        w.key("prompt_tokens"); w.int(promptTokens)
+        w.key("completion_tokens"); w.int(completionTokens)
+        w.key("total_tokens"); w.int(totalTokens)
+        w.endObject()
+    }
+}
+
+extension ISO8601DateFormatter {
+    nonisolated(unsafe) static let withFractionalSeconds: ISO8601DateFormatter = {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f
+    }()
+}
