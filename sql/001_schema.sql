@@ -137,6 +137,7 @@ create unique index if not exists jobs_one_head_per_thread on agentq.jobs (threa
 create table if not exists agentq.streams (
     id           uuid primary key default gen_random_uuid(),
     thread_id    uuid not null references agentq.threads (id) on delete cascade,
+    user_id      text,
     job_id       bigint,
     message_id   uuid references agentq.messages (id) on delete cascade,
     status       text not null default 'streaming' check (status in ('streaming', 'finished', 'aborted')),
@@ -196,6 +197,7 @@ create table if not exists agentq.llm_calls (
     at          timestamptz not null default now(),
     job_id      bigint,
     thread_id   uuid,
+    user_id     text,
     provider    text not null,
     model       text not null,
     url         text,

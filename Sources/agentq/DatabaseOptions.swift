@@ -65,3 +65,8 @@ func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("agentq: \(message)\n".utf8))
     exit(1)
 }
+
+/// Prints a line unbuffered, so it appears in order with the logs and as it happens (also through a pipe).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}

@@ -208,8 +208,3 @@ func scalar<T: PostgresDecodable & Sendable>(_ client: PostgresClient, _ query: 
     for try await value in try await client.query(query, logger: logger).decode(T.self) { return value }
     throw AgentQueueError(.notFound, "query returned no row")
 }
-
-/// Prints a line unbuffered, so figures appear as they are measured (also through a pipe).
-func say(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
-}

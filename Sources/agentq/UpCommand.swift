@@ -18,7 +18,8 @@ struct UpCommand: AsyncParsableCommand {
             let applied = try await withClient(url, statementTimeout: nil, logger: logger) { client in
                 try await Migrator(directory: layout.sqlDirectory).migrate(client, logger: logger)
             }
-            print("""
+            let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "agentq"
+            say("""
                 AgentQueue is up.
                   database:   \(url)\(applied.isEmpty ? "" : "  (applied migrations \(applied.joined(separator: ", ")))")
                   worker:     concurrency \(worker.concurrency), queues \(worker.queues)   (Ctrl-C stops it gracefully)
@@ -27,7 +28,7 @@ struct UpCommand: AsyncParsableCommand {
                   select agentq.generate(null, 'Hello!');                 -- returns a job id
                   select agentq.job_result(1);                            -- the reply once done
                 Or from a shell:
-                  agentq send "Hello!"
+                  \(exe) send "Hello!"
                 """)
             try await worker.runWorker(url: url, logger: logger)
         } catch {

@@ -72,3 +72,24 @@ extension MigrationTests {
         }
     }
 }
+
+@Suite struct SessionSettingsTests {
+    @Test func everyStatementRunsUnderTheStatementTimeout() async throws {
+        try await TestDatabase.with("statement_timeout") { _, url in
+            let config = url.clientConfiguration(applicationName: "agentq-worker", statementTimeout: .milliseconds(200))
+            let client = PostgresClient(configuration: config, backgroundLogger: TestDatabase.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await client.run() }
+                defer { group.cancelAll() }
+                let setting: String = try await client.scalar("SELECT current_setting('statement_timeout')")
+                #expect(setting == "200ms")
+                do {
+                    try await client.run("SELECT pg_sleep(2)")
+                    Issue.record("pg_sleep(2) outlived a 200 ms statement timeout")
+                } catch {
+                    #expect(sqlState(of: error) == "57014")
+                }
+            }
+        }
+    }
+}
