@@ -42,6 +42,12 @@ begin
       from (select id from agentq.threads where id = any (thread_ids) order by id for no key update skip locked) t;
     ended_threads := '{}';
     for j in
+        with c as (   -- fenced in a CTE, as the claim is, so the limit holds
+            select id from agentq.jobs
+             where status = 'running' and lease_expires_at < now()
+               and (thread_id is null or thread_id = any (coalesce(thread_ids, '{}')))
+             order by lease_expires_at limit p_limit
+             for update skip locked)
         update agentq.jobs jb
            set status = case when jb.cancel_requested then 'cancelled'
                              when jb.attempt >= jb.max_attempts then 'failed' else 'queued' end,
@@ -49,11 +55,8 @@ begin
                                  else 'lease expired: worker ' || jb.worker || ' stopped heartbeating' end,
                finished_at = case when jb.cancel_requested or jb.attempt >= jb.max_attempts then now() end,
                blocked = false, worker = null, lease_expires_at = null, run_at = now()
-         where jb.id in (select c.id from agentq.jobs c
-                          where c.status = 'running' and c.lease_expires_at < now()
-                            and (c.thread_id is null or c.thread_id = any (coalesce(thread_ids, '{}')))
-                          order by c.lease_expires_at limit p_limit
-                          for update skip locked)
+          from c
+         where jb.id = c.id and jb.status = 'running' and jb.lease_expires_at < now()
         returning jb.id, jb.thread_id, jb.status
     loop
         n := n + 1;
