@@ -96,6 +96,7 @@ create table if not exists agentq.jobs (
     status            text not null default 'queued'
                       check (status in ('queued', 'running', 'requires_action', 'succeeded', 'failed', 'cancelled')),
     blocked           boolean not null default false,   -- waits behind an older job of its thread
+    thread_seq        bigint,                           -- order within its thread, taken under the thread lock
     concurrent        boolean not null default false,   -- exempt from one-generation-per-thread
     priority          int not null default 0,           -- lower runs first
     run_at            timestamptz not null default now(),
@@ -124,15 +125,16 @@ create table if not exists agentq.jobs (
 create index if not exists jobs_claim on agentq.jobs (queue, priority, run_at, id) where status = 'queued' and not blocked;
 -- Take-back of expired leases and heartbeats.
 create index if not exists jobs_leases on agentq.jobs (lease_expires_at) where status = 'running';
--- The next job of a thread, unblocked when the head ends.
-create index if not exists jobs_waiting on agentq.jobs (thread_id, id) where blocked;
+-- The next job of a thread, unblocked when the head ends (in the order the thread lock was taken).
+create sequence if not exists agentq.thread_seq;
+create index if not exists jobs_waiting on agentq.jobs (thread_id, thread_seq) where blocked;
 -- Thread deletes (foreign key) and per-thread cancels.
 create index if not exists jobs_by_thread on agentq.jobs (thread_id);
 -- Pruning of finished jobs.
 create index if not exists jobs_finished on agentq.jobs (finished_at) where finished_at is not null;
 -- Backstop of one generation at a time per thread: at most one unblocked active job per thread.
 create unique index if not exists jobs_one_head_per_thread on agentq.jobs (thread_id)
-    where status in ('queued', 'running', 'requires_action') and not blocked and not concurrent;
+    where status in ('queued', 'running', 'requires_action') and not blocked and not concurrent and kind = 'generate';
 
 create table if not exists agentq.streams (
     id           uuid primary key default gen_random_uuid(),

@@ -3,6 +3,10 @@
 -- Errors raised here (clients branch on the SQLSTATE; the message names the problem):
 --   22023 invalid_parameter_value            malformed options, bad role/status, bad JSON shape
 --   22004 null_value_not_allowed             a required argument is null
+--   23505 unique_violation                   a plain INSERT with an idempotency_key already used
+--                                            (generate() returns that key's job instead)
+--   40001 serialization_failure              REPEATABLE READ / SERIALIZABLE producers only: a job of the
+--                                            same thread ended while this transaction ran; retry it
 --   54000 program_limit_exceeded             a prompt or message over the size limit
 --   42704 undefined_object                   unknown agent
 --   P0002 no_data_found                      unknown thread, message or job
@@ -94,6 +98,7 @@ language plpgsql as $$
 declare
     k text;
     v jsonb;
+    n numeric;
     allowed constant text[] := array['model', 'instructions', 'tools', 'max_steps', 'max_retries', 'context',
         'storage', 'schema', 'priority', 'run_at', 'max_attempts', 'idempotency_key', 'queue', 'concurrent',
         'temperature', 'stream', 'log_raw', 'prompt', 'timeout_ms', 'embed'];
@@ -128,11 +133,12 @@ begin
                 if jsonb_typeof(v) <> 'number' or (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric) then
                     perform agentq.raise_bad_option(k, 'an integer', v);
                 end if;
-                if k = 'max_steps' and (v::int < 1 or v::int > 100) then perform agentq.raise_bad_option(k, 'between 1 and 100', v); end if;
-                if k = 'max_retries' and (v::int < 0 or v::int > 20) then perform agentq.raise_bad_option(k, 'between 0 and 20', v); end if;
-                if k = 'max_attempts' and (v::int < 1 or v::int > 100) then perform agentq.raise_bad_option(k, 'between 1 and 100', v); end if;
-                if k = 'timeout_ms' and v::bigint < 1 then perform agentq.raise_bad_option(k, 'positive', v); end if;
-                if k = 'priority' and abs(v::bigint) > 1000000 then perform agentq.raise_bad_option(k, 'between -1000000 and 1000000', v); end if;
+                n := (v #>> '{}')::numeric;   -- ranges are checked before any cast to int
+                if k = 'max_steps' and (n < 1 or n > 100) then perform agentq.raise_bad_option(k, 'between 1 and 100', v); end if;
+                if k = 'max_retries' and (n < 0 or n > 20) then perform agentq.raise_bad_option(k, 'between 0 and 20', v); end if;
+                if k = 'max_attempts' and (n < 1 or n > 100) then perform agentq.raise_bad_option(k, 'between 1 and 100', v); end if;
+                if k = 'timeout_ms' and (n < 1 or n > 86400000) then perform agentq.raise_bad_option(k, 'between 1 and 86400000 (a day)', v); end if;
+                if k = 'priority' and abs(n) > 1000000 then perform agentq.raise_bad_option(k, 'between -1000000 and 1000000', v); end if;
             when k in ('concurrent', 'log_raw', 'embed') then
                 if jsonb_typeof(v) <> 'boolean' then perform agentq.raise_bad_option(k, 'true or false', v); end if;
             when k = 'temperature' then
@@ -178,6 +184,9 @@ returns agentq.threads language plpgsql as $$
 declare
     t agentq.threads;
 begin
+    if thread_id is null then
+        raise exception 'thread_id must not be null' using errcode = '22004';
+    end if;
     if status is not null and status not in ('active', 'archived') then
         raise exception 'thread status must be active or archived, got "%"', status using errcode = '22023';
     end if;
@@ -214,6 +223,9 @@ language plpgsql as $$
 declare
     j record;
 begin
+    if thread_id is null then
+        raise exception 'thread_id must not be null' using errcode = '22004';
+    end if;
     perform 1 from agentq.threads t where t.id = delete_thread.thread_id for update;
     if not found then
         raise exception 'unknown thread %', thread_id using errcode = 'P0002';
@@ -248,7 +260,10 @@ declare
     new_ord int;
     new_step int;
 begin
-    if p_role is null or p_role not in ('system', 'user', 'assistant') then
+    if p_role is null then
+        raise exception 'message role must not be null' using errcode = '22004';
+    end if;
+    if p_role not in ('system', 'user', 'assistant') then
         raise exception 'message role must be user, assistant or system, got "%"', p_role using errcode = '22023',
             hint = 'tool messages are saved by workers with their tool-call parts';
     end if;
@@ -411,11 +426,13 @@ begin
         end if;
     end if;
 
-    -- One generation at a time per thread: queue behind the thread's head (the thread row is locked).
+    -- One generation at a time per thread: queue behind the thread's head (the thread row is locked,
+    -- so thread_seq follows the order in which enqueuers got the lock, which is their commit order).
+    new.thread_seq := nextval('agentq.thread_seq');
     if not new.concurrent then
         new.blocked := exists (select 1 from agentq.jobs h
                                 where h.thread_id = new.thread_id and h.status in ('queued', 'running', 'requires_action')
-                                  and not h.blocked and not h.concurrent);
+                                  and not h.blocked and not h.concurrent and h.kind = 'generate');
     end if;
 
     if agentq.has_listeners(new.thread_id) then
@@ -473,7 +490,10 @@ create or replace function agentq.generate_object(thread_id uuid, prompt text, s
                                                   options jsonb default '{}')
 returns bigint language plpgsql as $$
 begin
-    if schema is null or jsonb_typeof(schema) <> 'object' then
+    if schema is null then
+        raise exception 'schema must not be null' using errcode = '22004';
+    end if;
+    if jsonb_typeof(schema) <> 'object' then
         raise exception 'schema must be a JSON Schema object, got %', coalesce(jsonb_typeof(schema), 'null')
             using errcode = '22023';
     end if;
@@ -484,7 +504,12 @@ begin
 end $$;
 
 -- Finds the next job of each thread and unblocks it, when the thread has no unblocked active job left.
--- Callers hold the threads' row locks and run it in a statement after the head's status change.
+-- Callers hold the threads' row locks and run it in a statement after the head's status change, and
+-- touch the thread rows (agentq.touch_threads) so a REPEATABLE READ enqueuer that waited for the lock
+-- gets a serialization failure instead of queueing behind a head it cannot see has ended.
+create or replace function agentq.touch_threads(p_thread_ids uuid[]) returns void
+language sql as $$ update agentq.threads set updated_at = now() where id = any (p_thread_ids) $$;
+
 create or replace function agentq.unblock_next(p_thread_ids uuid[]) returns void
 language sql as $$
     update agentq.jobs j set blocked = false
@@ -492,10 +517,10 @@ language sql as $$
               from unnest(p_thread_ids) as t(id)
               cross join lateral (select b.id from agentq.jobs b
                                    where b.thread_id = t.id and b.blocked and b.status = 'queued'
-                                   order by b.id limit 1) n
+                                   order by b.thread_seq limit 1) n
              where not exists (select 1 from agentq.jobs h
                                 where h.thread_id = t.id and h.status in ('queued', 'running', 'requires_action')
-                                  and not h.blocked and not h.concurrent)) nx
+                                  and not h.blocked and not h.concurrent and h.kind = 'generate')) nx
      where j.id = nx.id
 $$;
 
@@ -507,6 +532,9 @@ declare
     tid uuid;
     j agentq.jobs;
 begin
+    if job_id is null then
+        raise exception 'job_id must not be null' using errcode = '22004';
+    end if;
     select jb.thread_id into tid from agentq.jobs jb where jb.id = cancel.job_id;
     if tid is not null then
         perform 1 from agentq.threads where id = tid for no key update;   -- lock order: thread, then job
@@ -530,6 +558,7 @@ begin
     update agentq.messages set status = 'failed', error = 'cancelled', updated_at = now()
      where messages.job_id = j.id and status = 'pending';
     if not j.blocked and j.thread_id is not null then
+        perform agentq.touch_threads(array[j.thread_id]);
         perform agentq.unblock_next(array[j.thread_id]);
     end if;
     perform agentq.emit(jsonb_build_object('type', 'job.cancelled', 'thread_id', j.thread_id, 'job_id', j.id,
@@ -543,6 +572,9 @@ language plpgsql stable as $$
 declare
     j agentq.jobs;
 begin
+    if job_id is null then
+        raise exception 'job_id must not be null' using errcode = '22004';
+    end if;
     select * into j from agentq.jobs jb where jb.id = job_result.job_id;
     if j.id is null then
         raise exception 'unknown job % (finished jobs are pruned after the job_retention setting)', job_id

@@ -71,6 +71,7 @@ begin
                                                'status', j.status, 'text', 'lease expired'));
     end loop;
     if cardinality(ended_threads) > 0 then
+        perform agentq.touch_threads(ended_threads);
         perform agentq.unblock_next(ended_threads);
     end if;
     return n;
@@ -115,28 +116,44 @@ begin
     return query select * from unnest(claimed);
 end $$;
 
--- Extends the leases of the jobs a worker holds. Returns the ones it still holds (a job missing from
--- the answer was taken back: the worker must drop it) and whether a cancel was requested.
-create or replace function agentq.heartbeat(p_worker text, p_job_ids bigint[], p_lease interval)
+-- Extends the leases of the jobs a worker holds, each fenced by its attempt. Returns the ones it
+-- still holds (a job missing from the answer was taken back: the worker must drop it) and whether a
+-- cancel was requested. A row another transaction has locked (a producer's cancel, say) is skipped,
+-- not waited for, and still counts as held. Lock order as in claim: job rows, then the registry row.
+drop function if exists agentq.heartbeat(text, bigint[], interval);
+create or replace function agentq.heartbeat(p_worker text, p_job_ids bigint[], p_attempts int[], p_lease interval)
 returns table (job_id bigint, cancel_requested boolean) language plpgsql as $$
 #variable_conflict use_column
 begin
-    update agentq.worker_registry set heartbeat_at = now(), in_hand = cardinality(p_job_ids) where id = p_worker;
     return query
-        update agentq.jobs jb set lease_expires_at = now() + p_lease
-         where jb.id = any (p_job_ids) and jb.status = 'running' and jb.worker = p_worker
-        returning jb.id, jb.cancel_requested;
+        with held as (select h.id, h.attempt from unnest(p_job_ids, p_attempts) as h(id, attempt)),
+        locked as (
+            select jb.id from agentq.jobs jb join held h on h.id = jb.id and h.attempt = jb.attempt
+             where jb.status = 'running' and jb.worker = p_worker
+             for no key update of jb skip locked),
+        extended as (
+            update agentq.jobs jb set lease_expires_at = now() + p_lease
+              from locked l where jb.id = l.id
+            returning jb.id, jb.cancel_requested)
+        select e.id, e.cancel_requested from extended e
+        union all
+        select jb.id, jb.cancel_requested from agentq.jobs jb join held h on h.id = jb.id and h.attempt = jb.attempt
+         where jb.status = 'running' and jb.worker = p_worker and jb.id not in (select l.id from locked l);
+    update agentq.worker_registry set heartbeat_at = now(), in_hand = cardinality(p_job_ids) where id = p_worker;
 end $$;
 
--- Finishes a batch of a worker's jobs in one transaction. Each item:
---   {"job_id", "attempt", "outcome": succeeded|retry|failed|cancelled|released, "error", "retry_at",
---    "result": {...}, "messages": [{"id", "role", "content", "text", "model", "provider", "usage",
---    "finish_reason", "agent_name", "tool"}], "usage": [{"provider", "model", "prompt_tokens",
---    "completion_tokens", "total_tokens", "raw", "kind"}]}
--- `retry` requeues at retry_at (or fails when attempts are used up); `released` hands the job back
--- without counting the attempt (graceful shutdown). Messages are saved at the prompt's ord, after its
--- last step. Usage is recorded for every item, even one whose lease was lost (the call happened).
--- Returns, per item, whether it was applied (false: the worker no longer held the job).
+-- The status a finished attempt leaves its job in. A cancel request wins over everything but success.
+create or replace function agentq.finish_status(p_outcome text, p_cancel_requested boolean, p_attempt int, p_max_attempts int)
+returns text language sql immutable as $$
+    select case
+        when p_outcome = 'succeeded' then 'succeeded'
+        when p_cancel_requested or p_outcome = 'cancelled' then 'cancelled'
+        when p_outcome = 'failed' then 'failed'
+        when p_outcome = 'released' then 'queued'
+        when p_attempt >= p_max_attempts then 'failed'
+        else 'queued' end
+$$;
+
 -- One item of finish_jobs, parsed.
 do $$ begin
     if not exists (select 1 from pg_type t join pg_namespace n on n.oid = t.typnamespace
@@ -148,7 +165,9 @@ do $$ begin
 end $$;
 
 create or replace function agentq.finish_jobs(p_worker text, p_items jsonb)
-returns table (job_id bigint, applied boolean) language plpgsql as $$
+returns table (job_id bigint, applied boolean) language plpgsql
+set lock_timeout = '5s'   -- a producer's open transaction on a thread fails the flush fast; it is retried
+as $$
 #variable_conflict use_column
 declare
     items agentq.finish_item[];
@@ -171,21 +190,18 @@ begin
     -- The fenced status change.
     with upd as (
         update agentq.jobs jb
-           set status = case fi.outcome
-                            when 'succeeded' then 'succeeded'
-                            when 'cancelled' then 'cancelled'
-                            when 'failed' then 'failed'
-                            when 'released' then 'queued'
-                            else case when jb.attempt >= jb.max_attempts then 'failed' else 'queued' end end,
-               attempt = case when fi.outcome = 'released' then jb.attempt - 1 else jb.attempt end,
+           set status = agentq.finish_status(fi.outcome, jb.cancel_requested, jb.attempt, jb.max_attempts),
+               attempt = case when fi.outcome = 'released' and not jb.cancel_requested then jb.attempt - 1 else jb.attempt end,
                run_at = case when fi.outcome = 'retry' then coalesce(fi.retry_at, now())
                              when fi.outcome = 'released' then now() else jb.run_at end,
                result = case when fi.outcome = 'succeeded' then fi.result else jb.result end,
-               last_error = case when fi.outcome in ('succeeded', 'released') then jb.last_error
+               last_error = case when fi.outcome = 'succeeded' then jb.last_error
+                                 when jb.cancel_requested or fi.outcome = 'cancelled' then 'cancelled'
+                                 when fi.outcome = 'released' then jb.last_error
                                  else coalesce(fi.error, fi.outcome) end,
-               finished_at = case when fi.outcome in ('succeeded', 'cancelled', 'failed')
-                                    or (fi.outcome = 'retry' and jb.attempt >= jb.max_attempts) then now() end,
-               worker = null, lease_expires_at = null
+               finished_at = case when agentq.finish_status(fi.outcome, jb.cancel_requested, jb.attempt, jb.max_attempts) <> 'queued'
+                                  then now() end,
+               blocked = false, worker = null, lease_expires_at = null
           from unnest(items) fi
          where jb.id = fi.job_id and jb.status = 'running' and jb.worker = p_worker and jb.attempt = fi.attempt
         returning jb.id, jb.thread_id, jb.status)
@@ -245,6 +261,7 @@ begin
       from unnest(items) fi cross join lateral jsonb_array_elements(coalesce(fi.usage, '[]')) as u;
 
     if cardinality(ended_threads) > 0 then
+        perform agentq.touch_threads(ended_threads);
         perform agentq.unblock_next(ended_threads);
     end if;
 
@@ -287,6 +304,7 @@ language plpgsql as $$
 declare
     jobs_deleted int;
     deltas_deleted int;
+    stuck uuid[];
 begin
     if not pg_try_advisory_xact_lock(hashtext('agentq.prune')) then
         return '{"skipped": true}';
@@ -301,10 +319,24 @@ begin
          where s.status <> 'streaming' and s.updated_at < now() - (agentq.setting('delta_retention') #>> '{}')::interval
          limit p_batch);
     get diagnostics deltas_deleted = row_count;
+    -- Backstop: threads with waiting jobs and no head (which the rules above should never leave).
+    select coalesce(array_agg(t.id), '{}') into stuck
+      from (select th.id from agentq.threads th
+             where th.id in (select b.thread_id from agentq.jobs b
+                              where b.blocked and b.status = 'queued'
+                                and not exists (select 1 from agentq.jobs h
+                                                 where h.thread_id = b.thread_id
+                                                   and h.status in ('queued', 'running', 'requires_action')
+                                                   and not h.blocked and not h.concurrent and h.kind = 'generate')
+                              limit 1000)
+             order by th.id for no key update skip locked) t;
+    if cardinality(stuck) > 0 then
+        perform agentq.unblock_next(stuck);
+    end if;
     delete from agentq.listeners l
      where not exists (select 1 from pg_stat_activity a where a.pid = l.pid and a.backend_start = l.backend_start);
     delete from agentq.worker_registry where heartbeat_at < now() - interval '10 minutes';
-    return jsonb_build_object('jobs', jobs_deleted, 'deltas', deltas_deleted);
+    return jsonb_build_object('jobs', jobs_deleted, 'deltas', deltas_deleted, 'threads_unblocked', cardinality(stuck));
 end $$;
 
 insert into agentq.schema_migrations (version, name) values ('003', 'worker') on conflict (version) do nothing;

@@ -1,9 +1,11 @@
 import Synchronization
 
-/// The jobs a worker holds right now, with their stop switches and deadlines (for heartbeats, cancel
-/// requests and time budgets: one poll checks every deadline, so no job needs a timer of its own).
+/// The jobs a worker holds right now, with their attempts, stop switches and deadlines (for
+/// heartbeats, cancel requests and time budgets: one poll checks every deadline, so no job needs a
+/// timer of its own). Keyed by job id; the attempt tells a re-claimed job from its stale earlier run.
 public final class JobRegistry: Sendable {
     private struct Entry: Sendable {
+        var attempt: Int
         var control: JobControl
         var deadline: ContinuousClock.Instant
         var budget: Duration
@@ -13,17 +15,28 @@ public final class JobRegistry: Sendable {
 
     public init() {}
 
-    /// Registers a job with a time budget; returns its stop switch.
-    public func add(_ id: Int64, budget: Duration = .seconds(600)) -> JobControl {
+    /// Registers an attempt of a job with a time budget; returns its stop switch. An earlier attempt
+    /// still registered (this worker lost the lease and claimed the job again) is stopped.
+    public func add(_ id: Int64, attempt: Int, budget: Duration = .seconds(600)) -> JobControl {
         let control = JobControl()
-        jobs.withLock { $0[id] = Entry(control: control, deadline: .now + budget, budget: budget) }
+        let replaced = jobs.withLock { jobs -> JobControl? in
+            let old = jobs[id]
+            jobs[id] = Entry(attempt: attempt, control: control, deadline: .now + budget, budget: budget)
+            return old?.control
+        }
+        replaced?.stop(.leaseLost)
         return control
     }
 
-    public func remove(_ id: Int64) {
-        _ = jobs.withLock { $0.removeValue(forKey: id) }
+    /// Forgets an attempt (a later attempt of the same job stays).
+    public func remove(_ id: Int64, attempt: Int) {
+        jobs.withLock { jobs in
+            if jobs[id]?.attempt == attempt { jobs.removeValue(forKey: id) }
+        }
     }
 
+    /// The attempts held, for the heartbeat.
+    public var held: [(id: Int64, attempt: Int)] { jobs.withLock { $0.map { ($0.key, $0.value.attempt) } } }
     public var ids: [Int64] { jobs.withLock { Array($0.keys) } }
     public var count: Int { jobs.withLock { $0.count } }
 

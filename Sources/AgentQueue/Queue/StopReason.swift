@@ -1,3 +1,5 @@
+import Foundation
+
 /// Why a worker stops a job before it finished on its own.
 public enum StopReason: Sendable, Hashable {
     /// `agentq.cancel` asked for it: the job ends `cancelled`.
@@ -9,8 +11,8 @@ public enum StopReason: Sendable, Hashable {
     /// The job ran past its time budget: retried like a transient fault.
     case timeout(Duration)
 
-    /// The finish item that records this stop.
-    func finishItem(for job: ClaimedJob, usage: [UsageRecord]) -> FinishItem {
+    /// The finish item that records this stop; `backoff` spaces out the retry of a timed-out job.
+    func finishItem(for job: ClaimedJob, usage: [UsageRecord], backoff: Backoff = Backoff()) -> FinishItem {
         switch self {
         case .cancelRequested:
             return FinishItem(jobID: job.id, attempt: job.attempt, outcome: .cancelled, error: "cancelled", usage: usage)
@@ -19,8 +21,8 @@ public enum StopReason: Sendable, Hashable {
         case .shutdown:
             return FinishItem(jobID: job.id, attempt: job.attempt, outcome: .released, usage: usage)
         case .timeout(let limit):
-            return FinishItem(jobID: job.id, attempt: job.attempt, outcome: .retry,
-                              error: "job timed out after \(limit)", usage: usage)
+            return FinishItem(jobID: job.id, attempt: job.attempt, outcome: .retry, error: "job timed out after \(limit)",
+                              retryAt: Date().addingTimeInterval(backoff.delay(afterAttempt: job.attempt).seconds), usage: usage)
         }
     }
 }

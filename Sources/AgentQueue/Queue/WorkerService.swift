@@ -55,9 +55,9 @@ public struct WorkerService: Service {
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { outer in
                 outer.addTask {
-                    await state.completions.runFlusher(store: store, logger: logger) { ids in
-                        for id in ids { state.registry.remove(id) }
-                        state.wake(.slotsFreed(ids.count))
+                    await state.completions.runFlusher(store: store, logger: logger, giveUpAfterClose: configuration.grace) { held in
+                        for job in held { state.registry.remove(job.id, attempt: job.attempt) }
+                        state.wake(.slotsFreed(held.count))
                     }
                 }
                 await withDiscardingTaskGroup { background in
@@ -115,7 +115,7 @@ public struct WorkerService: Service {
             let grace = configuration.grace
             jobs.addTask {
                 let deadline = ContinuousClock.now + grace
-                while state.registry.count > 0 && ContinuousClock.now < deadline {
+                while state.registry.count > 0 && ContinuousClock.now < deadline && !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(20))
                 }
                 if state.registry.count > 0 {
@@ -144,7 +144,7 @@ public struct WorkerService: Service {
             let message = "could not load the job's context: \(describeDatabaseError(error))"
             logger.error("loading job contexts failed; retrying the jobs later", metadata: ["error": "\(message)"])
             for job in claimed {
-                _ = state.registry.add(job.id)
+                _ = state.registry.add(job.id, attempt: job.attempt)
                 let retryAt = Date().addingTimeInterval(configuration.backoff.delay(afterAttempt: job.attempt).seconds)
                 jobs.addTask {
                     await finish(job, item: FinishItem(jobID: job.id, attempt: job.attempt, outcome: .retry,
@@ -156,7 +156,7 @@ public struct WorkerService: Service {
         for job in claimed {
             let agent = job.agentName.flatMap { agents[$0] }
             let timeoutMs = job.options["timeout_ms"]?.intValue ?? agent?.options["timeout_ms"]?.intValue ?? 600_000
-            let control = state.registry.add(job.id, budget: .milliseconds(timeoutMs))
+            let control = state.registry.add(job.id, attempt: job.attempt, budget: .milliseconds(timeoutMs))
             let context = contexts[job.id]
             jobs.addTask {
                 let item = await execute(job, agent: agent, context: context, control: control)
@@ -183,7 +183,7 @@ public struct WorkerService: Service {
                 }
                 if control.reason != nil { group.cancelAll() }   // stop the runner; its item follows
             }
-            return (control.reason ?? .shutdown).finishItem(for: job, usage: [])
+            return (control.reason ?? .shutdown).finishItem(for: job, usage: [], backoff: configuration.backoff)
         }
     }
 
@@ -218,10 +218,10 @@ public struct WorkerService: Service {
         while !Task.isCancelled {
             try? await Task.sleep(for: configuration.heartbeatInterval)
             if Task.isCancelled { return }
-            let ids = state.registry.ids
+            let attempts = state.registry.held
             do {
-                let held = try await store.heartbeat(jobIDs: ids, lease: configuration.lease, logger: logger)
-                for id in ids {
+                let held = try await store.heartbeat(held: attempts, lease: configuration.lease, logger: logger)
+                for (id, _) in attempts {
                     switch held[id] {
                     case nil: state.registry.stop(id, .leaseLost)
                     case true?: state.registry.stop(id, .cancelRequested)

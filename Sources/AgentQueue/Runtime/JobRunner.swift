@@ -45,7 +45,7 @@ public struct JobRunner: Sendable {
                               messages: saved, usage: usage)
         } catch {
             if let reason = stopReason() {
-                return reason.finishItem(for: job, usage: usage)
+                return reason.finishItem(for: job, usage: usage, backoff: backoff)
             }
             if let failure = error as? GenerationError {
                 logger.warning("generation failed", metadata: ["job_id": "\(job.id)", "attempt": "\(job.attempt)",

@@ -38,10 +38,13 @@ public struct JobStore: Sendable {
         return jobs
     }
 
-    /// Extends the leases of `jobIDs`. Returns the jobs still held, with their cancel-requested flag.
-    public func heartbeat(jobIDs: [Int64], lease: Duration, logger: Logger) async throws -> [Int64: Bool] {
+    /// Extends the leases of the attempts held. Returns the jobs still held, with their cancel-requested flag.
+    public func heartbeat(held: [(id: Int64, attempt: Int)], lease: Duration, logger: Logger) async throws -> [Int64: Bool] {
+        let ids = held.map(\.id)
+        let attempts = held.map { Int32($0.attempt) }
         let rows = try await client.query("""
-            SELECT job_id, cancel_requested FROM agentq.heartbeat(\(workerID), \(jobIDs), \(Self.interval(lease))::interval)
+            SELECT job_id, cancel_requested
+              FROM agentq.heartbeat(\(workerID), \(ids), \(attempts), \(Self.interval(lease))::interval)
             """, logger: logger)
         var held: [Int64: Bool] = [:]
         for try await (id, cancel) in rows.decode((Int64, Bool).self) { held[id] = cancel }

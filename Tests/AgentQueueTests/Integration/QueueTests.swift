@@ -52,7 +52,8 @@ import Testing
             // The lease expired: the next claim takes the job back and claims it again (attempt 2).
             let second = try await new.claim(queues: ["default"], limit: 1, lease: .seconds(30), logger: TestDatabase.logger)
             #expect(second.map(\.id) == [job] && second[0].attempt == 2)
-            #expect(try await old.heartbeat(jobIDs: [job], lease: .seconds(30), logger: TestDatabase.logger).isEmpty)
+            #expect(try await old.heartbeat(held: [(job, first[0].attempt)], lease: .seconds(30), logger: TestDatabase.logger).isEmpty)
+            #expect(try await new.heartbeat(held: [(job, 1)], lease: .seconds(30), logger: TestDatabase.logger).isEmpty)   // attempt-fenced
             #expect(try await old.finish([finished(first[0], "stale")], logger: TestDatabase.logger)[job] == false)
             #expect(try await new.finish([finished(second[0], "fresh")], logger: TestDatabase.logger)[job] == true)
             #expect(try await client.scalar("SELECT string_agg(text, ',') FROM agentq.messages WHERE role = 'assistant'") == "fresh")
@@ -102,6 +103,70 @@ import Testing
             let claimed = try await store.claim(queues: ["default"], limit: 10, lease: .seconds(30), logger: TestDatabase.logger)
             #expect(claimed.map(\.id) == [high, low])
             #expect(!claimed.contains { $0.id == later })
+        }
+    }
+
+    @Test func aCancelRequestWinsOverARetryOrRelease() async throws {
+        try await TestDatabase.with("queue_cancel_retry") { client, _ in
+            let store = JobStore(client: client, workerID: "w")
+            let retried: Int64 = try await client.scalar("SELECT agentq.generate(null, 'a')")
+            let released: Int64 = try await client.scalar("SELECT agentq.generate(null, 'b')")
+            let claimed = try await store.claim(queues: ["default"], limit: 2, lease: .seconds(30), logger: TestDatabase.logger)
+            #expect(try await client.scalar("SELECT agentq.cancel(\(retried))") == false)
+            #expect(try await client.scalar("SELECT agentq.cancel(\(released))") == false)
+            let items = claimed.map { job in
+                FinishItem(jobID: job.id, attempt: job.attempt, outcome: job.id == retried ? .retry : .released, error: "503")
+            }
+            _ = try await store.finish(items, logger: TestDatabase.logger)
+            let rows = try await client.rows("SELECT status, last_error FROM agentq.jobs ORDER BY id", as: (String, String?).self)
+            #expect(rows.map(\.0) == ["cancelled", "cancelled"])
+            #expect(rows.map(\.1) == ["cancelled", "cancelled"])
+        }
+    }
+
+    @Test func nonGenerateJobsDoNotTakeTheThreadsTurn() async throws {
+        try await TestDatabase.with("queue_kinds") { client, _ in
+            let thread: UUID = try await client.scalar("SELECT agentq.create_thread()")
+            let generate: Int64 = try await client.scalar("SELECT agentq.generate(\(thread), 'hi')")
+            let embed: Int64 = try await client.scalar("INSERT INTO agentq.jobs (kind, thread_id) VALUES ('embed', \(thread)) RETURNING id")
+            let next: Int64 = try await client.scalar("SELECT agentq.generate(\(thread), 'again')")
+            let blocked = try await client.rows("SELECT id, blocked FROM agentq.jobs ORDER BY id", as: (Int64, Bool).self)
+            #expect(blocked.map(\.0) == [generate, embed, next])
+            #expect(blocked.map(\.1) == [false, false, true])
+        }
+    }
+
+    @Test func aBadOutcomeInABatchIsRecordedAsAFailureAndTheRestApply() async throws {
+        try await TestDatabase.with("queue_poison") { client, _ in
+            let store = JobStore(client: client, workerID: "w")
+            try await client.run("SELECT agentq.generate(null, 'p' || g) FROM generate_series(1, 2) g")
+            let jobs = try await store.claim(queues: ["default"], limit: 2, lease: .seconds(30), logger: TestDatabase.logger)
+            var bad = NewMessage(text: "x", model: "m", provider: "mock", usage: nil, finishReason: "stop", agentName: "default")
+            bad.status = "bogus"   // violates the messages status check (23514)
+            let good = finished(jobs[0], "fine")
+            let poison = FinishItem(jobID: jobs[1].id, attempt: jobs[1].attempt, outcome: .succeeded,
+                                    result: JobResultPayload(text: "x", messageIDs: [bad.id], usage: nil), messages: [bad])
+            let queue = CompletionQueue(maxBatch: 10)
+            async let flusher: Void = queue.runFlusher(store: store, logger: TestDatabase.logger)
+            async let a = queue.submit(good)
+            async let b = queue.submit(poison)
+            let (appliedGood, appliedPoison) = await (a, b)
+            queue.close()
+            await flusher
+            #expect(appliedGood && appliedPoison)
+            let rows = try await client.rows("SELECT status, coalesce(last_error, '') FROM agentq.jobs ORDER BY id", as: (String, String).self)
+            #expect(rows[0].0 == "succeeded")
+            #expect(rows[1].0 == "failed" && rows[1].1.contains("could not save the job's outcome"))
+        }
+    }
+
+    @Test func pruneUnblocksAThreadLeftWithoutAHead() async throws {
+        try await TestDatabase.with("queue_sweep") { client, _ in
+            let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'stuck')")
+            try await client.run("UPDATE agentq.jobs SET blocked = true WHERE id = \(job)")   // what a lost race would leave
+            let pruned: String = try await client.scalar("SELECT agentq.prune(1000)::text")
+            #expect(pruned.contains("\"threads_unblocked\": 1"))
+            #expect(try await client.scalar("SELECT blocked FROM agentq.jobs WHERE id = \(job)") == false)
         }
     }
 }

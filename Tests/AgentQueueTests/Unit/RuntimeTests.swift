@@ -102,6 +102,14 @@ import Testing
     }
 }
 
+@Suite struct JSONWriterTests {
+    @Test func dropsNULWhichJsonbCannotHold() throws {
+        var w = JSONWriter()
+        w.string("a\u{0}b")
+        #expect(w.text == "\"ab\"")
+    }
+}
+
 extension JSONValue {
     var arrayFirst: JSONValue? { if case .array(let a) = self { return a.first }; return nil }
 }
