@@ -50,14 +50,10 @@ enum LoggingBootstrap {
 func withClient<T: Sendable>(_ url: DatabaseURL, application: String = "agentq", statementTimeout: Duration? = .seconds(30),
                              maximumConnections: Int = 10, logger: Logger,
                              _ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
-    let client = PostgresClient(configuration: url.clientConfiguration(applicationName: application, statementTimeout: statementTimeout,
-                                                                       maximumConnections: maximumConnections),
-                                backgroundLogger: logger)
-    return try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { await client.run(); return nil }
-        defer { group.cancelAll() }
-        return try await body(client)
-    }
+    try await PostgresClient.withRunning(
+        url.clientConfiguration(applicationName: application, statementTimeout: statementTimeout,
+                                maximumConnections: maximumConnections),
+        logger: logger, body)
 }
 
 /// Prints `error` as one line on stderr and exits non-zero (the CLI's contract for bad input).

@@ -52,14 +52,10 @@ enum TestDatabase {
 
     static func withClient<T: Sendable>(_ url: DatabaseURL, maximumConnections: Int = 20,
                                         _ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
-        let client = PostgresClient(configuration: url.clientConfiguration(applicationName: "agentq-test", statementTimeout: .seconds(60),
-                                                                           maximumConnections: maximumConnections),
-                                    backgroundLogger: logger)
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { await client.run(); return nil }
-            defer { group.cancelAll() }
-            return try await body(client)
-        }
+        try await PostgresClient.withRunning(
+            url.clientConfiguration(applicationName: "agentq-test", statementTimeout: .seconds(60),
+                                    maximumConnections: maximumConnections),
+            logger: logger, body)
     }
 
     private static func admin(_ server: DatabaseURL, _ body: @Sendable @escaping (PostgresClient) async throws -> Void) async throws {
