@@ -1,0 +1,75 @@
+/// The deltas of every live stream of one worker, waiting for the next write (pure; no IO, the clock
+/// is passed in). SPEC section 6: one statement per tick writes all streams' deltas, every
+/// `throttle` (100 ms by default) or sooner when a stream's text reaches a sentence end.
+///
+/// Each stream's deltas get `seq` 0, 1, 2, ... without gaps, and the text of its deltas concatenates
+/// to exactly the text appended. `finish(stream)` hands back what is left as the stream's last delta
+/// so the final message and the last delta commit together (no delta can land after the finish).
+public struct StreamDeltaBuffer<StreamID: Hashable & Sendable>: Sendable {
+    /// One delta to write.
+    public struct Delta: Sendable, Hashable {
+        public var stream: StreamID
+        public var seq: Int
+        public var text: String
+    }
+
+    private struct Stream: Sendable {
+        var pending = ""
+        var nextSeq = 0
+        var sentenceEnded = false
+    }
+
+    public let throttle: Duration
+    private var streams: [StreamID: Stream] = [:]
+    private var lastTick: ContinuousClock.Instant?
+
+    public init(throttle: Duration = .milliseconds(100)) {
+        self.throttle = throttle
+    }
+
+    /// Starts a stream; its first delta will have `seq` 0 (or `firstSeq`, when resuming).
+    public mutating func open(_ stream: StreamID, firstSeq: Int = 0) {
+        streams[stream] = Stream(nextSeq: firstSeq)
+    }
+
+    /// Appends text a model produced.
+    public mutating func append(_ text: String, to stream: StreamID) {
+        guard !text.isEmpty, streams[stream] != nil else { return }
+        streams[stream]!.pending += text
+        let lastVisible = text.unicodeScalars.last(where: { !$0.properties.isWhitespace })
+        if text.contains("\n") || lastVisible.map({ ".!?。！？".unicodeScalars.contains($0) }) == true {
+            streams[stream]!.sentenceEnded = true
+        }
+    }
+
+    /// Whether a write is due at `now`: the throttle elapsed with text waiting, or a sentence ended.
+    public func isDue(now: ContinuousClock.Instant) -> Bool {
+        let waiting = streams.values.contains { !$0.pending.isEmpty }
+        guard waiting else { return false }
+        if streams.values.contains(where: { $0.sentenceEnded && !$0.pending.isEmpty }) { return true }
+        guard let lastTick else { return true }
+        return now - lastTick >= throttle
+    }
+
+    /// Takes one delta per stream with text waiting (for the one statement of this tick).
+    public mutating func takeTick(now: ContinuousClock.Instant) -> [Delta] {
+        lastTick = now
+        var deltas: [Delta] = []
+        for (id, s) in streams where !s.pending.isEmpty {
+            deltas.append(Delta(stream: id, seq: s.nextSeq, text: s.pending))
+            streams[id] = Stream(pending: "", nextSeq: s.nextSeq + 1, sentenceEnded: false)
+        }
+        return deltas
+    }
+
+    /// Closes a stream; returns its last delta, if text was waiting, to write with the final message.
+    public mutating func finish(_ stream: StreamID) -> Delta? {
+        guard let s = streams.removeValue(forKey: stream), !s.pending.isEmpty else { return nil }
+        return Delta(stream: stream, seq: s.nextSeq, text: s.pending)
+    }
+
+    /// The `seq` the stream's next delta will take (to check continuity against the database).
+    public func nextSeq(of stream: StreamID) -> Int? { streams[stream]?.nextSeq }
+
+    public var openStreams: Int { streams.count }
+}
