@@ -8,9 +8,9 @@ import Testing
         try await TestDatabase.with("migrate_twice", migrate: false) { client, _ in
             let migrator = try Migrator(directory: ProjectLayout.locate().sqlDirectory)
             let first = try await migrator.migrate(client, logger: TestDatabase.logger)
-            #expect(first == ["001", "002", "003"])
+            #expect(first == ["001", "002", "003", "004"])
             #expect(try await migrator.migrate(client, logger: TestDatabase.logger).isEmpty)
-            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.schema_migrations") == 3)
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.schema_migrations") == 4)
             #expect(try await client.scalar("SELECT model FROM agentq.agents WHERE name = 'default'") == "mock:scripted")
         }
     }
@@ -26,8 +26,8 @@ import Testing
                 }
                 return try await group.reduce(into: [String]()) { $0 += $1 }
             }
-            #expect(applied.sorted() == ["001", "002", "003"])
-            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.schema_migrations") == 3)
+            #expect(applied.sorted() == ["001", "002", "003", "004"])
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.schema_migrations") == 4)
         }
     }
 

@@ -1,0 +1,61 @@
+import AgentQueue
+import Foundation
+import PostgresNIO
+import Testing
+
+/// The database side of streamed replies: open_streams and write_deltas, fenced and gap-free.
+@Suite struct StreamSQLTests {
+    @Test func deltasAreContiguousFencedAndStopTheGenerationWhenCancelled() async throws {
+        try await TestDatabase.with("stream_sql") { client, _ in
+            let jobs = JobStore(client: client, workerID: "w")
+            let streams = StreamStore(client: client, workerID: "w")
+            let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'tell me')")
+            let claimed = try await jobs.claim(queues: ["default"], limit: 1, lease: .seconds(30), logger: TestDatabase.logger)
+            let opening = StreamStore.Opening(jobID: job, attempt: claimed[0].attempt, model: "m", provider: "mock")
+            #expect(try await streams.open([opening], logger: TestDatabase.logger) == [opening.streamID])
+            #expect(try await client.scalar("SELECT status || ' ' || ord || '/' || step FROM agentq.messages WHERE id = \(opening.messageID)") == "pending 0/1")
+
+            let sid = opening.streamID
+            var r = try await streams.write([.init(streamID: sid, attempt: 1, seq: 0, text: "Hel")], logger: TestDatabase.logger)
+            #expect(r[sid]! == (true, false))
+            r = try await streams.write([.init(streamID: sid, attempt: 1, seq: 2, text: "gap")], logger: TestDatabase.logger)
+            #expect(r[sid]! == (false, true))                          // a gap is refused
+            let stale = StreamStore(client: client, workerID: "other")
+            r = try await stale.write([.init(streamID: sid, attempt: 1, seq: 1, text: "stale")], logger: TestDatabase.logger)
+            #expect(r[sid]! == (false, true))                          // fenced: not this worker's job
+            r = try await streams.write([.init(streamID: sid, attempt: 1, seq: 1, text: "lo")], logger: TestDatabase.logger)
+            #expect(r[sid]! == (true, false))
+            #expect(try await client.scalar("SELECT string_agg(text, '' ORDER BY seq) FROM agentq.stream_deltas") == "Hello")
+
+            #expect(try await client.scalar("SELECT agentq.cancel(\(job))") == false)
+            r = try await streams.write([.init(streamID: sid, attempt: 1, seq: 2, text: "!")], logger: TestDatabase.logger)
+            #expect(r[sid]! == (true, true))                           // written, and the worker must stop now
+        }
+    }
+
+    @Test func oneTickWritesManyStreamsAndListenersSeeTheDeltas() async throws {
+        try await TestDatabase.with("stream_tick") { client, _ in
+            let jobs = JobStore(client: client, workerID: "w")
+            let streams = StreamStore(client: client, workerID: "w")
+            try await client.run("SELECT agentq.generate(null, 'p' || g) FROM generate_series(1, 50) g")
+            let claimed = try await jobs.claim(queues: ["default"], limit: 50, lease: .seconds(30), logger: TestDatabase.logger)
+            let openings = claimed.map { StreamStore.Opening(jobID: $0.id, attempt: $0.attempt, model: "m", provider: "mock") }
+            #expect(try await streams.open(openings, logger: TestDatabase.logger).count == 50)
+            let thread = claimed[0].threadID!
+            let channel: String = try await client.scalar("SELECT agentq.thread_channel(\(thread))")
+            let seen = try await client.withConnection { conn in
+                try await conn.listen(on: channel) { events -> ThreadEvent? in
+                    let r = try await streams.write(openings.map { .init(streamID: $0.streamID, attempt: 1, seq: 0, text: "hi") },
+                                                    logger: TestDatabase.logger)
+                    #expect(r.values.allSatisfy { $0.written && !$0.stop })
+                    for try await note in events {
+                        if let e = ThreadEvent.parse(note.payload), e.type == "stream.delta" { return e }
+                    }
+                    return nil
+                }
+            }
+            #expect(seen?.seq == 0 && seen?.text == "hi" && seen?.streamID == openings[0].streamID)
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.stream_deltas") == 50)
+        }
+    }
+}
