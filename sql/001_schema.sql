@@ -22,8 +22,7 @@ insert into agentq.settings (key, value, description) values
     ('max_prompt_chars', '100000', 'Longest prompt generate() accepts, in characters.'),
     ('max_message_chars', '1000000', 'Longest message text save_message() accepts, in characters.'),
     ('job_retention', '"7 days"', 'Finished jobs older than this are pruned by the workers.'),
-    ('delta_retention', '"1 day"', 'Deltas of ended streams older than this are pruned by the workers.'),
-    ('recent_messages', '100', 'Default number of recent successful messages a generation reads as context.')
+    ('delta_retention', '"1 day"', 'Deltas of ended streams older than this are pruned by the workers.')
 on conflict (key) do nothing;
 
 -- Model providers beyond the built-in `openai` and `mock`. api_key_env names an environment variable: never a key.

@@ -7,6 +7,8 @@
 --                                            (generate() returns that key's job instead)
 --   40001 serialization_failure              REPEATABLE READ / SERIALIZABLE producers only: a job of the
 --                                            same thread ended while this transaction ran; retry it
+--   40P01 deadlock_detected                  a transaction enqueueing on several threads out of thread-id
+--                                            order met a worker locking them in order; retry it
 --   54000 program_limit_exceeded             a prompt or message over the size limit
 --   42704 undefined_object                   unknown agent
 --   P0002 no_data_found                      unknown thread, message or job
@@ -35,7 +37,7 @@ language sql as $$
                         else s.ev::text end as payload
               from unnest(p_events) with ordinality as x(ev, n)
               cross join lateral (select jsonb_strip_nulls(x.ev) as ev) s) e
-      cross join lateral (values (1, 'agentq_thread_' || replace(e.thread_id, '-', '')), (2, 'agentq_events')) as c(k, channel)
+      cross join lateral (values (1, agentq.thread_channel(e.thread_id::uuid)), (2, 'agentq_events')) as c(k, channel)
      where c.channel is not null
 $$;
 

@@ -66,3 +66,9 @@ func fail(_ message: String) -> Never {
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
+
+/// The single value of a one-row query.
+func scalar<T: PostgresDecodable & Sendable>(_ client: PostgresClient, _ query: PostgresQuery, as: T.Type, logger: Logger) async throws -> T {
+    for try await value in try await client.query(query, logger: logger).decode(T.self) { return value }
+    throw AgentQueueError(.notFound, "query returned no row")
+}

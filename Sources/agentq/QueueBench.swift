@@ -203,8 +203,3 @@ struct QueueBench: AsyncParsableCommand {
         }
     }
 }
-
-func scalar<T: PostgresDecodable & Sendable>(_ client: PostgresClient, _ query: PostgresQuery, as: T.Type, logger: Logger) async throws -> T {
-    for try await value in try await client.query(query, logger: logger).decode(T.self) { return value }
-    throw AgentQueueError(.notFound, "query returned no row")
-}

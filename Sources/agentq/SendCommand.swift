@@ -49,9 +49,10 @@ struct SendCommand: AsyncParsableCommand {
                 let producer = ProducerStore(client: client)
                 let thread: UUID
                 if let threadID { thread = threadID } else { thread = try await producer.createThread(userID: user, logger: logger) }
+                let channel = try await scalar(client, "SELECT agentq.thread_channel(\(thread))", as: String.self, logger: logger)
                 FileHandle.standardError.write(Data("thread: \(thread)\n".utf8))
                 return try await client.withConnection { connection in
-                    try await connection.listen(on: "agentq_thread_" + thread.uuidString.lowercased().replacingOccurrences(of: "-", with: "")) { events in
+                    try await connection.listen(on: channel) { events in
                         let jobID = try await producer.generate(threadID: thread, prompt: prompt, agent: agent,
                                                                 options: optionsJSON, logger: logger)
                         return try await waitForJob(jobID, events: events, producer: producer, timeout: timeout, logger: logger)

@@ -28,13 +28,6 @@ public struct ProducerStore: Sendable {
         throw AgentQueueError(.invalidInput, "generate returned no job id")
     }
 
-    /// The thread a job belongs to.
-    public func threadOfJob(_ jobID: Int64, logger: Logger) async throws -> UUID? {
-        let rows = try await client.query("SELECT thread_id FROM agentq.jobs WHERE id = \(jobID)", logger: logger)
-        for try await id in rows.decode(UUID?.self) { return id }
-        return nil
-    }
-
     /// `agentq.job_result(job_id)` decoded.
     public func jobResult(_ jobID: Int64, logger: Logger) async throws -> JobResult {
         let rows = try await client.query("SELECT agentq.job_result(\(jobID))::text", logger: logger)

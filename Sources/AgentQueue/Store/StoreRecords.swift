@@ -25,7 +25,7 @@ public struct AgentRecord: Sendable, Hashable {
 }
 
 /// A saved message as a generation reads it. `contentJSON` is the `content` parts as JSON text,
-/// parsed only when a part other than text matters (tools, files).
+/// kept unparsed: only text matters until tool and file parts do.
 public struct ContextMessage: Sendable, Hashable {
     public var id: UUID
     public var role: String
@@ -44,9 +44,6 @@ public struct ContextMessage: Sendable, Hashable {
         self.step = step
         self.tool = tool
     }
-
-    /// The content parts, parsed.
-    public var content: JSONValue { (try? JSONValue.parse(contentJSON)) ?? .array([]) }
 }
 
 /// What a generation reads for one job: the thread's recent successful messages up to the prompt.
@@ -59,7 +56,7 @@ public struct JobContextRecord: Sendable {
 }
 
 /// A message a worker saves when it finishes a job.
-public struct NewMessage: Codable, Sendable, Hashable {
+public struct NewMessage: Sendable, Hashable {
     public var id: UUID
     public var role: String
     public var content: JSONValue
@@ -72,11 +69,6 @@ public struct NewMessage: Codable, Sendable, Hashable {
     public var finishReason: String?
     public var agentName: String?
     public var tool: Bool
-
-    enum CodingKeys: String, CodingKey {
-        case id, role, content, text, status, error, model, provider, usage, tool
-        case finishReason = "finish_reason", agentName = "agent_name"
-    }
 
     public init(id: UUID = UUID(), role: String = "assistant", text: String, status: String = "success", error: String? = nil,
                 model: String?, provider: String?, usage: TokenUsage?, finishReason: String?, agentName: String?) {
@@ -113,7 +105,7 @@ public struct TokenUsage: Codable, Sendable, Hashable {
 }
 
 /// One `agentq.usage` row to record.
-public struct UsageRecord: Codable, Sendable, Hashable {
+public struct UsageRecord: Sendable, Hashable {
     public var provider: String
     public var model: String
     public var promptTokens: Int
@@ -133,16 +125,10 @@ public struct UsageRecord: Codable, Sendable, Hashable {
         self.kind = kind
         self.raw = raw
     }
-
-    enum CodingKeys: String, CodingKey {
-        case provider, model, kind, raw
-        case promptTokens = "prompt_tokens", completionTokens = "completion_tokens", totalTokens = "total_tokens"
-        case messageID = "message_id"
-    }
 }
 
 /// What `job_result` reports for a finished job, as a worker stores it in `jobs.result`.
-public struct JobResultPayload: Codable, Sendable, Hashable {
+public struct JobResultPayload: Sendable, Hashable {
     public var text: String?
     public var object: JSONValue?
     public var messageIDs: [UUID]
@@ -153,10 +139,5 @@ public struct JobResultPayload: Codable, Sendable, Hashable {
         self.object = object
         self.messageIDs = messageIDs
         self.usage = usage
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case text, object, usage
-        case messageIDs = "message_ids"
     }
 }

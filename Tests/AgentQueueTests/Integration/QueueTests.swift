@@ -169,4 +169,24 @@ import Testing
             #expect(try await client.scalar("SELECT blocked FROM agentq.jobs WHERE id = \(job)") == false)
         }
     }
+
+    @Test func aRetryWaitsUntilItsRetryAtAndCountsTheAttempt() async throws {
+        try await TestDatabase.with("queue_retry_at") { client, _ in
+            let store = JobStore(client: client, workerID: "w")
+            let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'flaky')")
+            let first = try await store.claim(queues: ["default"], limit: 1, lease: .seconds(30), logger: TestDatabase.logger)
+            let retryAt = Date().addingTimeInterval(3600)
+            _ = try await store.finish([FinishItem(jobID: job, attempt: first[0].attempt, outcome: .retry, error: "503",
+                                                   retryAt: retryAt)], logger: TestDatabase.logger)
+            let row = try await client.rows("""
+                SELECT status, attempt, last_error, abs(extract(epoch FROM run_at) - \(retryAt.timeIntervalSince1970))::float8 < 0.01
+                  FROM agentq.jobs WHERE id = \(job)
+                """, as: (String, Int, String?, Bool).self)
+            #expect(row.count == 1 && row[0].0 == "queued" && row[0].1 == 1 && row[0].2 == "503" && row[0].3)
+            #expect(try await store.claim(queues: ["default"], limit: 1, lease: .seconds(30), logger: TestDatabase.logger).isEmpty)
+            try await client.run("UPDATE agentq.jobs SET run_at = now() WHERE id = \(job)")
+            let second = try await store.claim(queues: ["default"], limit: 1, lease: .seconds(30), logger: TestDatabase.logger)
+            #expect(second.first?.attempt == 2)
+        }
+    }
 }
