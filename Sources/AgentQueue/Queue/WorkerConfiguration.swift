@@ -24,6 +24,13 @@ public struct WorkerConfiguration: Sendable {
     public var pruneInterval: Duration = .seconds(60)
     /// Default recent-message window of a generation's context.
     public var recentMessages: Int = 100
+    /// How often the deltas of all live streams are written (one statement per tick; sooner at a
+    /// sentence end).
+    public var streamThrottle: Duration = .milliseconds(100)
+    /// Connecting to a model's server, at most.
+    public var llmConnectTimeout: Duration = .seconds(10)
+    /// Silence from a model's server mid-call (no byte read), at most.
+    public var llmIdleTimeout: Duration = .seconds(60)
 
     public init(id: String? = nil) {
         self.id = id ?? Self.defaultID()

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Logging
 import PostgresNIO
@@ -12,12 +13,22 @@ public struct WorkerService: Service {
     public let configuration: WorkerConfiguration
     public let runner: JobRunner
     public let logger: Logger
+    /// The worker's HTTP client for model calls (shut down when `run()` ends).
+    private let http: HTTPClient
 
-    public init(client: PostgresClient, configuration: WorkerConfiguration, models: ModelRegistry = ModelRegistry(),
+    /// `models`: providers registered in code; the worker adds `openai` and the `agentq.providers` rows.
+    public init(client: PostgresClient, configuration: WorkerConfiguration, models: [String: any ChatModel] = [:],
                 logger: Logger) {
         self.client = client
         self.configuration = configuration
-        self.runner = JobRunner(models: models, backoff: configuration.backoff,
+        var httpConfiguration = HTTPClient.Configuration()
+        httpConfiguration.timeout = .init(connect: .init(configuration.llmConnectTimeout), read: .init(configuration.llmIdleTimeout))
+        httpConfiguration.connectionPool = .init(idleTimeout: .seconds(60),
+                                                 concurrentHTTP1ConnectionsPerHostSoftLimit: max(8, configuration.concurrency))
+        http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
+        let registry = ModelRegistry(http: http)
+        for (name, model) in models { registry.register(name, model) }
+        self.runner = JobRunner(models: registry, backoff: configuration.backoff,
                                 defaultRecentMessages: configuration.recentMessages)
         var logger = logger
         logger[metadataKey: "worker_id"] = "\(configuration.id)"
@@ -32,8 +43,10 @@ public struct WorkerService: Service {
         let wakeContinuation: AsyncStream<Void>.Continuation
         let registry = JobRegistry()
         let completions: CompletionQueue
+        let streams: LiveStreams
 
-        init(concurrency: Int, maxBatch: Int) {
+        init(concurrency: Int, maxBatch: Int, throttle: Duration) {
+            streams = LiveStreams(throttle: throttle)
             scheduler = Mutex(ClaimScheduler(concurrency: concurrency))
             (wakeups, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
             completions = CompletionQueue(maxBatch: maxBatch)
@@ -47,9 +60,16 @@ public struct WorkerService: Service {
 
     public func run() async throws {
         let store = JobStore(client: client, workerID: configuration.id)
-        let state = RunState(concurrency: configuration.concurrency, maxBatch: configuration.maxCompletionBatch)
-        try await store.register(host: ProcessInfo.processInfo.hostName, pid: Int(ProcessInfo.processInfo.processIdentifier),
-                                 queues: configuration.queues, concurrency: configuration.concurrency, logger: logger)
+        let streamStore = StreamStore(client: client, workerID: configuration.id)
+        let state = RunState(concurrency: configuration.concurrency, maxBatch: configuration.maxCompletionBatch,
+                             throttle: configuration.streamThrottle)
+        do {
+            try await store.register(host: ProcessInfo.processInfo.hostName, pid: Int(ProcessInfo.processInfo.processIdentifier),
+                                     queues: configuration.queues, concurrency: configuration.concurrency, logger: logger)
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
         logger.info("worker started", metadata: ["queues": "\(configuration.queues.joined(separator: ","))",
                                                   "concurrency": "\(configuration.concurrency)"])
         await withGracefulShutdownHandler {
@@ -69,7 +89,12 @@ public struct WorkerService: Service {
                     background.addTask { await pollLoop(store: store, state: state) }
                     background.addTask { await heartbeatLoop(store: store, state: state) }
                     background.addTask { await maintenanceLoop(store: store) }
-                    await claimLoop(store: store, state: state)
+                    background.addTask {
+                        await state.streams.run(store: streamStore, logger: logger) { job in
+                            state.registry.stop(job, .cancelRequested)
+                        }
+                    }
+                    await claimLoop(store: store, state: state, streamStore: streamStore)
                     background.cancelAll()
                 }
                 state.completions.close()
@@ -83,12 +108,13 @@ public struct WorkerService: Service {
         } catch {
             logger.warning("could not deregister", metadata: ["error": "\(describeDatabaseError(error))"])
         }
+        try? await http.shutdown()
         logger.info("worker stopped")
     }
 
     // MARK: - Claiming
 
-    private func claimLoop(store: JobStore, state: RunState) async {
+    private func claimLoop(store: JobStore, state: RunState, streamStore: StreamStore) async {
         await withDiscardingTaskGroup { jobs in
             var wakeups = state.wakeups.makeAsyncIterator()
             while !state.shuttingDown.load(ordering: .relaxed) && !Task.isCancelled {
@@ -106,7 +132,7 @@ public struct WorkerService: Service {
                         continue
                     }
                     state.scheduler.withLock { $0.claimed(claimed.count, asked: size) }
-                    if !claimed.isEmpty { await start(claimed, in: &jobs, store: store, state: state) }
+                    if !claimed.isEmpty { await start(claimed, in: &jobs, store: store, streamStore: streamStore, state: state) }
                     continue
                 }
                 guard await wakeups.next() != nil else { break }
@@ -126,8 +152,10 @@ public struct WorkerService: Service {
         }
     }
 
-    /// Loads what the claimed jobs need (agents and contexts, two queries in parallel) and starts them.
-    private func start(_ claimed: [ClaimedJob], in jobs: inout DiscardingTaskGroup, store: JobStore, state: RunState) async {
+    /// Loads what the claimed jobs need (agents and contexts, two queries in parallel), opens the
+    /// streams of those that stream (one statement), and starts them.
+    private func start(_ claimed: [ClaimedJob], in jobs: inout DiscardingTaskGroup, store: JobStore,
+                       streamStore: StreamStore, state: RunState) async {
         let agentNames = Array(Set(claimed.compactMap(\.agentName)))
         let generateIDs = claimed.filter { $0.kind == "generate" }.map(\.id)
         let agents: [String: AgentRecord]
@@ -153,27 +181,72 @@ public struct WorkerService: Service {
             }
             return
         }
+        await refreshProviders(store: store, needed: agents.values.map(\.model))
+        let live = await openStreams(claimed, agents: agents, contexts: contexts, streamStore: streamStore, state: state)
         for job in claimed {
             let agent = job.agentName.flatMap { agents[$0] }
             let timeoutMs = job.options["timeout_ms"]?.intValue ?? agent?.options["timeout_ms"]?.intValue ?? 600_000
             let control = state.registry.add(job.id, attempt: job.attempt, budget: .milliseconds(timeoutMs))
             let context = contexts[job.id]
+            let handle = live[job.id]
             jobs.addTask {
-                let item = await execute(job, agent: agent, context: context, control: control)
+                let item = await execute(job, agent: agent, context: context, live: handle.map { (state.streams, $0) },
+                                         control: control)
                 await finish(job, item: item, state: state)
             }
         }
     }
 
+    /// Opens a pending message and a stream for every job that streams, in one statement. A failure
+    /// here is not fatal: those jobs run without live deltas and save their reply at the end.
+    private func openStreams(_ claimed: [ClaimedJob], agents: [String: AgentRecord], contexts: [Int64: JobContextRecord],
+                             streamStore: StreamStore, state: RunState) async -> [Int64: LiveStreams.Handle] {
+        var openings: [StreamStore.Opening] = []
+        for job in claimed where job.kind == "generate" {
+            guard let agent = job.agentName.flatMap({ agents[$0] }),
+                  let settings = try? runner.settings(for: job, agent: agent, context: contexts[job.id]),
+                  settings.streams, runner.models.knows(settings.provider) else { continue }
+            openings.append(StreamStore.Opening(jobID: job.id, attempt: job.attempt, model: settings.model, provider: settings.provider))
+        }
+        guard !openings.isEmpty else { return [:] }
+        do {
+            let opened = try await streamStore.open(openings, logger: logger)
+            var handles: [Int64: LiveStreams.Handle] = [:]
+            for o in openings where opened.contains(o.streamID) {
+                let handle = LiveStreams.Handle(streamID: o.streamID, messageID: o.messageID, jobID: o.jobID, attempt: o.attempt)
+                state.streams.open(handle)
+                handles[o.jobID] = handle
+            }
+            return handles
+        } catch {
+            logger.warning("opening streams failed; these jobs save their replies without live deltas",
+                           metadata: ["jobs": "\(openings.count)", "error": "\(describeDatabaseError(error))"])
+            return [:]
+        }
+    }
+
+    /// Reloads `agentq.providers` when the cached rows are old or a provider is missing.
+    private func refreshProviders(store: JobStore, needed models: [String]) async {
+        let names = Set(models.compactMap { $0.split(separator: ":", maxSplits: 1).first.map(String.init) })
+        let missing = names.contains { !runner.models.knows($0) }
+        guard runner.models.isStale(maxAge: .seconds(30)) || (missing && runner.models.isStale(maxAge: .seconds(2))) else { return }
+        do {
+            runner.models.update(with: try await store.providers(logger: logger))
+        } catch {
+            logger.warning("loading providers failed", metadata: ["error": "\(describeDatabaseError(error))"])
+        }
+    }
+
     /// Runs a job, racing it against its stop switch (cancel, lost lease, shutdown, time budget).
-    private func execute(_ job: ClaimedJob, agent: AgentRecord?, context: JobContextRecord?, control: JobControl) async -> FinishItem {
+    private func execute(_ job: ClaimedJob, agent: AgentRecord?, context: JobContextRecord?,
+                         live: (streams: LiveStreams, handle: LiveStreams.Handle)?, control: JobControl) async -> FinishItem {
         var jobLogger = logger
         jobLogger[metadataKey: "job_id"] = "\(job.id)"
         if let thread = job.threadID { jobLogger[metadataKey: "thread_id"] = "\(thread)" }
         let logger = jobLogger
         return await withTaskGroup(of: FinishItem?.self) { group in
             group.addTask {
-                await runner.run(job, agent: agent, context: context, stopReason: { control.reason }, logger: logger)
+                await runner.run(job, agent: agent, context: context, live: live, stopReason: { control.reason }, logger: logger)
             }
             group.addTask { await control.waitForStop(); return nil }
             while let next = await group.next() {

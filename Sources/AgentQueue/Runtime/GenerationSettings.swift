@@ -5,8 +5,17 @@ public struct GenerationSettings: Sendable, Hashable {
     public var model: String
     public var instructions: String?
     public var recentMessages: Int
+    /// `promptAndOutput` (default), `all` or `none` (nothing saved, nothing streamed).
     public var saveMessages: String
     public var timeout: Duration
+    /// How many times one LLM call is repeated after a transient fault before the job retries.
+    public var maxRetries: Int
+    public var temperature: Double?
+    public var maxTokens: Int?
+    /// Keep raw requests and responses in `agentq.llm_calls`.
+    public var logRaw: Bool
+    /// The JSON Schema of `generate_object`, when the answer must be an object.
+    public var schema: JSONValue?
 
     /// Merges the three layers; `defaultRecent` is the `recent_messages` setting.
     public init(agent: AgentRecord, threadOptions: JSONValue?, jobOptions: JSONValue, defaultRecent: Int = 100,
@@ -21,6 +30,17 @@ public struct GenerationSettings: Sendable, Hashable {
         instructions = merged["instructions"]?.stringValue ?? agent.instructions
         recentMessages = merged["context"]?["recent_messages"]?.intValue ?? defaultRecent
         saveMessages = merged["storage"]?["save_messages"]?.stringValue ?? "promptAndOutput"
+        guard ["promptAndOutput", "all", "none"].contains(saveMessages) else {
+            throw GenerationError(.permanent, "storage.save_messages must be promptAndOutput, all or none, got \"\(saveMessages)\"")
+        }
         timeout = merged["timeout_ms"]?.intValue.map { .milliseconds($0) } ?? defaultTimeout
+        maxRetries = max(0, merged["max_retries"]?.intValue ?? 3)
+        if case .number(let t)? = merged["temperature"] { temperature = t }
+        maxTokens = merged["max_tokens"]?.intValue
+        logRaw = merged["log_raw"]?.boolValue ?? false
+        schema = jobOptions["schema"]
     }
+
+    /// Whether the reply streams into a pending message with deltas.
+    public var streams: Bool { saveMessages != "none" }
 }

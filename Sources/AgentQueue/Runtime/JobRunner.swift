@@ -1,21 +1,39 @@
 import Foundation
 import Logging
+import Synchronization
 
-/// Runs one claimed generate job to an outcome: settings, context, the model call, the messages and
-/// usage to save. It never throws: every fault becomes a `FinishItem` (retry, failed, cancelled).
+/// Runs one claimed generate job to an outcome: settings, context, the model call (repeated after
+/// transient faults up to `max_retries`), structured output checks, and the messages, usage and
+/// stream end to save. It never throws: every fault becomes a `FinishItem` (retry, failed, cancelled).
 public struct JobRunner: Sendable {
     public var models: ModelRegistry
     public var backoff: Backoff
     public var defaultRecentMessages: Int
+    /// Spacing of repeated calls after a transient fault without Retry-After (doubling, with jitter).
+    public var callRetryBase: Duration
+    /// A Retry-After longer than this is not waited out in the call: the job retries later instead,
+    /// freeing its slot.
+    public var longestCallWait: Duration
 
-    public init(models: ModelRegistry = ModelRegistry(), backoff: Backoff = Backoff(), defaultRecentMessages: Int = 100) {
+    public init(models: ModelRegistry = ModelRegistry(), backoff: Backoff = Backoff(), defaultRecentMessages: Int = 100,
+                callRetryBase: Duration = .milliseconds(500), longestCallWait: Duration = .seconds(20)) {
         self.models = models
         self.backoff = backoff
         self.defaultRecentMessages = defaultRecentMessages
+        self.callRetryBase = callRetryBase
+        self.longestCallWait = longestCallWait
     }
 
-    /// The outcome of `job` given its agent and context; `stopReason` tells why it was stopped, if it was.
+    /// The merged settings of a job (also used to decide whether it streams).
+    public func settings(for job: ClaimedJob, agent: AgentRecord, context: JobContextRecord?) throws -> GenerationSettings {
+        try GenerationSettings(agent: agent, threadOptions: context?.threadAgentOptions, jobOptions: job.options,
+                               defaultRecent: defaultRecentMessages)
+    }
+
+    /// The outcome of `job` given its agent and context. `live` is its open stream, if it streams;
+    /// `stopReason` tells why it was stopped, if it was.
     public func run(_ job: ClaimedJob, agent: AgentRecord?, context: JobContextRecord?,
+                    live: (streams: LiveStreams, handle: LiveStreams.Handle)? = nil,
                     stopReason: @Sendable () -> StopReason?, logger: Logger) async -> FinishItem {
         guard job.kind == "generate" else {
             return FinishItem(jobID: job.id, attempt: job.attempt, outcome: .failed,
@@ -25,44 +43,201 @@ public struct JobRunner: Sendable {
             return FinishItem(jobID: job.id, attempt: job.attempt, outcome: .failed,
                               error: "unknown agent \"\(job.agentName ?? "")\"")
         }
-        var usage: [UsageRecord] = []
+        let calls = CallLog()
+        var item: FinishItem
+        var streamEnd: FinishItem.StreamEnd?
         do {
-            let settings = try GenerationSettings(agent: agent, threadOptions: context?.threadAgentOptions,
-                                                  jobOptions: job.options, defaultRecent: defaultRecentMessages)
+            let settings = try settings(for: job, agent: agent, context: context)
+            calls.settings = settings
             let model = try models.model(forProvider: settings.provider)
             let messages = ContextAssembler(limit: settings.recentMessages).assemble(
                 messages: context?.messages ?? [], promptOrd: context?.promptOrd, promptStep: context?.promptStep,
                 promptText: job.options["prompt"]?.stringValue)
-            let request = ChatRequest(model: settings.model, instructions: settings.instructions, messages: messages,
-                                      attempt: job.attempt)
-            let reply = try await model.complete(request)
-            let message = NewMessage(text: reply.text, model: settings.model, provider: settings.provider,
-                                     usage: reply.usage, finishReason: reply.finishReason, agentName: agent.name)
-            usage.append(UsageRecord(provider: settings.provider, model: settings.model, usage: reply.usage, messageID: message.id))
+            var request = ChatRequest(model: settings.model, instructions: settings.instructions, messages: messages,
+                                      attempt: job.attempt, temperature: settings.temperature, maxTokens: settings.maxTokens,
+                                      responseSchema: settings.schema, keepExchange: settings.logRaw)
+            // Structured output streams nothing until the object is checked: the stream then holds
+            // exactly the final JSON, as the saved message does.
+            let onText: @Sendable (String) -> Void
+            if let live, settings.schema == nil {
+                onText = { text in calls.streamed(text); live.streams.append(text, to: live.handle.streamID) }
+            } else {
+                onText = { text in calls.streamed(text) }
+            }
+            var reply = try await call(model, request, settings: settings, calls: calls, onText: onText, stopReason: stopReason)
+            var object: JSONValue?
+            if let schema = settings.schema {
+                (object, reply) = try await checkObject(reply, schema: schema, model: model, request: &request,
+                                                        settings: settings, calls: calls, stopReason: stopReason)
+                if let live { live.streams.append(reply.text, to: live.handle.streamID) }
+            }
+            let message = NewMessage(id: live?.handle.messageID ?? UUID(), text: reply.text, model: settings.model,
+                                     provider: settings.provider, usage: calls.totalUsage, finishReason: reply.finishReason,
+                                     agentName: agent.name)
+            calls.attach(messageID: message.id)
             let saved = settings.saveMessages == "none" ? [] : [message]
-            return FinishItem(jobID: job.id, attempt: job.attempt, outcome: .succeeded,
-                              result: JobResultPayload(text: reply.text, messageIDs: saved.map(\.id), usage: reply.usage),
-                              messages: saved, usage: usage)
+            item = FinishItem(jobID: job.id, attempt: job.attempt, outcome: .succeeded,
+                              result: JobResultPayload(text: reply.text, object: object, messageIDs: saved.map(\.id),
+                                                       usage: calls.totalUsage),
+                              messages: saved)
         } catch {
-            if let reason = stopReason() {
-                return reason.finishItem(for: job, usage: usage, backoff: backoff)
-            }
-            if let failure = error as? GenerationError {
-                logger.warning("generation failed", metadata: ["job_id": "\(job.id)", "attempt": "\(job.attempt)",
-                                                                "error": "\(failure.message)"])
-                switch failure.kind {
-                case .permanent:
-                    return FinishItem(jobID: job.id, attempt: job.attempt, outcome: .failed, error: failure.message, usage: usage)
-                case .transient:
-                    let delay = failure.retryAfter ?? backoff.delay(afterAttempt: job.attempt)
-                    return FinishItem(jobID: job.id, attempt: job.attempt, outcome: .retry, error: failure.message,
-                                      retryAt: Date().addingTimeInterval(delay.seconds), usage: usage)
-                }
-            }
-            // Unexpected errors (cancellation without a reason, bugs) are retried like transient faults.
-            return FinishItem(jobID: job.id, attempt: job.attempt, outcome: .retry, error: "\(error)",
-                              retryAt: Date().addingTimeInterval(backoff.delay(afterAttempt: job.attempt).seconds), usage: usage)
+            item = outcome(of: error, job: job, stopReason: stopReason, logger: logger)
         }
+        if let live {
+            let last = await live.streams.finish(live.handle.streamID)
+            streamEnd = last.map { FinishItem.StreamEnd(streamID: live.handle.streamID, seq: $0.seq, delta: $0.text) }
+        }
+        item.stream = streamEnd
+        item.usage = calls.usageRecords
+        item.llmCalls = calls.exchanges
+        return item
+    }
+
+    /// One model call, repeated after transient faults that streamed nothing (429 honouring
+    /// Retry-After, 5xx, refused connections) up to `max_retries` times.
+    private func call(_ model: any ChatModel, _ request: ChatRequest, settings: GenerationSettings, calls: CallLog,
+                      onText: @escaping @Sendable (String) -> Void, stopReason: @Sendable () -> StopReason?) async throws -> ChatReply {
+        var repeats = 0
+        while true {
+            calls.begin()
+            do {
+                let reply = try await model.complete(request, onText: onText)
+                calls.end(reply.usage, exchange: reply.exchange, failed: nil)
+                return reply
+            } catch let failure as GenerationError {
+                calls.end(nil, exchange: failure.exchange, failed: failure.message)
+                let wait = failure.retryAfter ?? callRetryBase * Double(1 << min(repeats, 5)) * Double.random(in: 0.8...1.2)
+                guard failure.retryableCall, repeats < settings.maxRetries, wait <= longestCallWait, stopReason() == nil else {
+                    throw failure
+                }
+                repeats += 1
+                try await Task.sleep(for: wait)
+            } catch {
+                calls.end(nil, exchange: nil, failed: "\(error)")
+                throw error
+            }
+        }
+    }
+
+    /// Parses and checks a structured answer; one repair round (the model sees its answer and the
+    /// problems), then a clear failure.
+    private func checkObject(_ first: ChatReply, schema: JSONValue, model: any ChatModel, request: inout ChatRequest,
+                             settings: GenerationSettings, calls: CallLog,
+                             stopReason: @Sendable () -> StopReason?) async throws -> (JSONValue, ChatReply) {
+        var reply = first
+        for round in 0...1 {
+            let problems: [String]
+            if let value = try? JSONValue.parse(reply.text) {
+                problems = JSONSchemaValidator(schema: schema).problems(in: value)
+                if problems.isEmpty { return (value, ChatReply(text: value.jsonString, finishReason: reply.finishReason,
+                                                               usage: reply.usage)) }
+            } else {
+                problems = ["the answer is not JSON"]
+            }
+            let summary = problems.prefix(5).joined(separator: "; ")
+            if round == 1 {
+                throw GenerationError(.permanent, "the model's answer does not match the schema after one repair: \(summary)")
+            }
+            request.messages += [ChatMessage(role: "assistant", text: reply.text),
+                                 ChatMessage(role: "user", text: "Your answer does not match the JSON Schema: \(summary). "
+                                             + "Answer again with only a JSON value that matches the schema.")]
+            reply = try await call(model, request, settings: settings, calls: calls, onText: { _ in }, stopReason: stopReason)
+        }
+        throw GenerationError(.permanent, "unreachable")
+    }
+
+    /// The item for a generation that did not succeed.
+    private func outcome(of error: any Error, job: ClaimedJob, stopReason: @Sendable () -> StopReason?, logger: Logger) -> FinishItem {
+        if let reason = stopReason() {
+            return reason.finishItem(for: job, usage: [], backoff: backoff)
+        }
+        if let failure = error as? GenerationError {
+            logger.warning("generation failed", metadata: ["job_id": "\(job.id)", "attempt": "\(job.attempt)",
+                                                            "error": "\(failure.message)"])
+            switch failure.kind {
+            case .permanent:
+                return FinishItem(jobID: job.id, attempt: job.attempt, outcome: .failed, error: failure.message)
+            case .transient:
+                let delay = failure.retryAfter ?? backoff.delay(afterAttempt: job.attempt)
+                return FinishItem(jobID: job.id, attempt: job.attempt, outcome: .retry, error: failure.message,
+                                  retryAt: Date().addingTimeInterval(delay.seconds))
+            }
+        }
+        // Unexpected errors (cancellation without a reason, bugs) are retried like transient faults.
+        return FinishItem(jobID: job.id, attempt: job.attempt, outcome: .retry, error: "\(error)",
+                          retryAt: Date().addingTimeInterval(backoff.delay(afterAttempt: job.attempt).seconds))
+    }
+}
+
+/// The LLM calls of one job: a usage row per call (failed and cancelled ones too, with the tokens
+/// estimated from what streamed when the provider sent no counts) and the raw exchanges kept.
+final class CallLog: Sendable {
+    private struct State: Sendable {
+        var settings: GenerationSettings?
+        var records: [UsageRecord] = []
+        var exchanges: [LLMCallRecord] = []
+        var open = false
+        var streamedChunks = 0
+        var streamedBytes = 0
+    }
+
+    private let state = Mutex(State())
+
+    var settings: GenerationSettings? {
+        get { state.withLock { $0.settings } }
+        set { state.withLock { $0.settings = newValue } }
+    }
+
+    func begin() {
+        state.withLock { $0.open = true; $0.streamedChunks = 0; $0.streamedBytes = 0 }
+    }
+
+    func streamed(_ text: String) {
+        state.withLock { $0.streamedChunks += 1; $0.streamedBytes += text.utf8.count }
+    }
+
+    func end(_ usage: TokenUsage?, exchange: LLMExchange?, failed: String?) {
+        state.withLock { s in
+            guard s.open, let settings = s.settings else { return }
+            s.open = false
+            s.records.append(Self.record(settings, usage: usage, chunks: s.streamedChunks, failed: failed))
+            if let exchange { s.exchanges.append(LLMCallRecord(provider: settings.provider, model: settings.model, exchange: exchange)) }
+        }
+    }
+
+    private static func record(_ settings: GenerationSettings, usage: TokenUsage?, chunks: Int, failed: String?) -> UsageRecord {
+        var raw: [String: JSONValue] = [:]
+        if let failed { raw["error"] = .string(failed) }
+        if usage == nil { raw["estimated"] = .bool(true) }
+        return UsageRecord(provider: settings.provider, model: settings.model,
+                           usage: usage ?? TokenUsage(promptTokens: 0, completionTokens: chunks), messageID: nil,
+                           raw: raw.isEmpty ? nil : .object(raw))
+    }
+
+    /// The usage rows, closing a call that was cut off by cancellation.
+    var usageRecords: [UsageRecord] {
+        state.withLock { s in
+            if s.open, let settings = s.settings {
+                s.open = false
+                s.records.append(Self.record(settings, usage: nil, chunks: s.streamedChunks, failed: "cancelled"))
+            }
+            return s.records
+        }
+    }
+
+    var exchanges: [LLMCallRecord] { state.withLock { $0.exchanges } }
+
+    var totalUsage: TokenUsage? {
+        state.withLock { s in
+            let calls = s.records.filter { $0.raw?["error"] == nil }
+            guard !calls.isEmpty else { return nil }
+            return TokenUsage(promptTokens: calls.reduce(0) { $0 + $1.promptTokens },
+                              completionTokens: calls.reduce(0) { $0 + $1.completionTokens })
+        }
+    }
+
+    func attach(messageID: UUID) {
+        state.withLock { s in for i in s.records.indices where s.records[i].raw?["error"] == nil { s.records[i].messageID = messageID } }
     }
 }
 

@@ -1,38 +1,37 @@
-/// The built-in `mock` provider: a deterministic scripted model with no network (see `MockScript`).
-/// Usage is deterministic too: prompt tokens are the words of the instructions and context, completion
-/// tokens the words of the reply.
+/// The built-in `mock` provider: the scripted model of `MockScript` in process, with no network.
+/// Scripted faults count the job's attempts. Usage is deterministic: prompt tokens are the words of
+/// the instructions and context, completion tokens the words of the reply.
 public struct MockModel: ChatModel {
     public init() {}
 
-    public func complete(_ request: ChatRequest) async throws -> ChatReply {
-        let prompt = request.messages.last(where: { $0.role == "user" })?.text ?? ""
-        let script = try MockScript(parsing: prompt)
-        if script.delayMilliseconds > 0 {
-            try await Task.sleep(for: .milliseconds(script.delayMilliseconds))
-        }
+    public func complete(_ request: ChatRequest, onText: @Sendable (String) -> Void) async throws -> ChatReply {
+        let plan = try MockPlan(for: request, callNumber: request.attempt)
+        if plan.initialDelay > .zero { try await Task.sleep(for: plan.initialDelay) }
         try Task.checkCancellation()
-        if script.failPermanently {
+        switch plan.action {
+        case .failPermanently:
             throw GenerationError(.permanent, "mock: permanent failure requested by the prompt")
+        case .fail(.hang, _):
+            try await Task.sleep(for: .seconds(365 * 86_400))
+            throw CancellationError()
+        case .fail(.rateLimited, let seconds):
+            throw GenerationError(.transient, "mock: rate limited (429) on attempt \(request.attempt)",
+                                  retryAfter: .seconds(seconds))
+        case .fail(.serverError, _):
+            throw GenerationError(.transient, "mock: transient failure on attempt \(request.attempt)")
+        case .fail(.cut, _):
+            for chunk in plan.chunks.prefix(plan.chunks.count / 2) { try await emit(chunk, plan, onText) }
+            throw GenerationError(.transient, "mock: stream cut midway on attempt \(request.attempt)")
+        case .toolCall(let call):
+            return ChatReply(text: "", finishReason: plan.finishReason, usage: plan.usage, toolCalls: [call])
+        case .answer:
+            for chunk in plan.chunks { try await emit(chunk, plan, onText) }
+            return ChatReply(text: plan.text, finishReason: plan.finishReason, usage: plan.usage)
         }
-        if request.attempt <= script.failAttempts {
-            throw GenerationError(.transient, "mock: transient failure on attempt \(request.attempt) of \(script.failAttempts)")
-        }
-        let text = script.replyText(contextCount: request.messages.count)
-        let promptWords = ([request.instructions ?? ""] + request.messages.map(\.text)).reduce(0) { $0 + Self.words($1) }
-        return ChatReply(text: text, finishReason: "stop",
-                         usage: TokenUsage(promptTokens: promptWords, completionTokens: Self.words(text)))
     }
 
-    /// Words separated by ASCII whitespace, counted over UTF-8 bytes (Character-based splitting
-    /// cost 15% of a worker's CPU at thousands of jobs per second).
-    static func words(_ text: String) -> Int {
-        var count = 0
-        var inWord = false
-        for b in text.utf8 {
-            let space = b == 0x20 || b == 0x0A || b == 0x09 || b == 0x0D
-            if !space && !inWord { count += 1 }
-            inWord = !space
-        }
-        return count
+    private func emit(_ chunk: String, _ plan: MockPlan, _ onText: @Sendable (String) -> Void) async throws {
+        if plan.chunkInterval > .zero { try await Task.sleep(for: plan.chunkInterval) }
+        onText(chunk)
     }
 }

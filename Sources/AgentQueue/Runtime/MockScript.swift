@@ -1,20 +1,42 @@
-/// Directives that script the `mock` model, written in the prompt as `[mock key=value key="quoted value"]`:
+/// Directives that script the mock model, written in the prompt as `[mock key=value key="quoted value"]`.
+/// The in-process `mock` provider and `agentq mock-llm` (over HTTP) read the same directives:
 ///
 /// - `reply="text"`: answer exactly this text
 /// - `words=N`: answer N deterministic words
-/// - `delay_ms=N`: take N milliseconds before answering (cancellable)
-/// - `fail=N`: fail with a transient error on attempts 1...N, then answer
-/// - `fail=permanent`: fail with an error that retrying cannot fix
+/// - `tps=N`: stream N words a second (default: all at once)
+/// - `delay_ms=N`: wait N milliseconds before the first word (cancellable)
+/// - `fail=N`: fail the first N calls (in process: attempts 1...N), then answer; `fail=permanent`
+///   fails with an error that retrying cannot fix
+/// - `fault=429|500|cut|hang`: how those calls fail (default 500): a 429 with `Retry-After:
+///   retry_after` seconds (default 1), a 500, a stream cut after half the reply, or a hang that never
+///   answers (the caller's timeout ends it)
+/// - `tool=NAME args='{"json": 1}'`: call the tool NAME with these arguments; once the tool's result
+///   is in the conversation, answer `NAME returned: <result>`
+/// - `bad_json=N`: with a response schema, the first N answers do not match it (to test the repair)
 ///
-/// Without directives the mock answers `mock reply to "<prompt>" (<n> messages in context)`.
+/// With a response schema the mock answers JSON that matches it. Without directives it answers
+/// `mock reply to "<prompt>" (<n> messages in context)`.
 public struct MockScript: Sendable, Hashable {
+    /// How scripted failures fail.
+    public enum Fault: String, Sendable, Hashable {
+        case rateLimited = "429", serverError = "500", cut, hang
+    }
+
     public var reply: String?
     public var words: Int?
+    public var wordsPerSecond: Int = 0
     public var delayMilliseconds: Int = 0
     public var failAttempts: Int = 0
     public var failPermanently = false
+    public var fault: Fault = .serverError
+    public var retryAfterSeconds: Int = 1
+    public var toolName: String?
+    public var toolArguments: String = "{}"
+    public var badJSONAttempts: Int = 0
     /// The prompt with the directives taken out.
     public var prompt: String
+
+    static let known = "reply, words, tps, delay_ms, fail, fault, retry_after, tool, args, bad_json"
 
     public init(parsing text: String) throws {
         var remaining = ""
@@ -34,11 +56,25 @@ public struct MockScript: Sendable, Hashable {
             switch key {
             case "reply": reply = value
             case "words": words = try Self.int(key, value)
+            case "tps": wordsPerSecond = try Self.int(key, value)
             case "delay_ms": delayMilliseconds = try Self.int(key, value)
             case "fail":
                 if value == "permanent" { failPermanently = true } else { failAttempts = try Self.int(key, value) }
+            case "fault":
+                guard let f = Fault(rawValue: value) else {
+                    throw GenerationError(.permanent, "mock: fault must be 429, 500, cut or hang, got \"\(value)\"")
+                }
+                fault = f
+            case "retry_after": retryAfterSeconds = try Self.int(key, value)
+            case "tool": toolName = value
+            case "args":
+                guard (try? JSONValue.parse(value)) != nil else {
+                    throw GenerationError(.permanent, "mock: args must be JSON, got \(value)")
+                }
+                toolArguments = value
+            case "bad_json": badJSONAttempts = try Self.int(key, value)
             default:
-                throw GenerationError(.permanent, "mock: unknown directive \"\(key)\" (known: reply, words, delay_ms, fail)")
+                throw GenerationError(.permanent, "mock: unknown directive \"\(key)\" (known: \(Self.known))")
             }
         }
     }
@@ -54,10 +90,17 @@ public struct MockScript: Sendable, Hashable {
     }
 
     private static func closingBracket(in s: Substring) -> String.Index? {
-        var quoted = false
+        var quote: Character?
         var i = s.startIndex
         while i < s.endIndex {
-            if s[i] == "\"" { quoted.toggle() } else if s[i] == "]" && !quoted { return i }
+            let c = s[i]
+            if let q = quote {
+                if c == "\\" { i = s.index(after: i); if i == s.endIndex { break } } else if c == q { quote = nil }
+            } else if c == "\"" || c == "'" {
+                quote = c
+            } else if c == "]" {
+                return i
+            }
             i = s.index(after: i)
         }
         return nil
@@ -78,9 +121,10 @@ public struct MockScript: Sendable, Hashable {
             }
             i = body.index(after: i)
             var value = ""
-            if i < body.endIndex && body[i] == "\"" {
+            if i < body.endIndex && (body[i] == "\"" || body[i] == "'") {
+                let quote = body[i]
                 i = body.index(after: i)
-                while i < body.endIndex && body[i] != "\"" {
+                while i < body.endIndex && body[i] != quote {
                     if body[i] == "\\", body.index(after: i) < body.endIndex { i = body.index(after: i) }
                     value.append(body[i]); i = body.index(after: i)
                 }

@@ -14,9 +14,29 @@ public struct FinishItem: Sendable {
     public var result: JobResultPayload?
     public var messages: [NewMessage]?
     public var usage: [UsageRecord]?
+    /// The job's stream, ended with this item: its last delta is written with the outcome.
+    public var stream: StreamEnd?
+    /// Raw LLM calls to keep (`log_raw`).
+    public var llmCalls: [LLMCallRecord]
+
+    /// The end of a live stream: the last, not yet written delta (nil `delta` when none waits).
+    public struct StreamEnd: Sendable, Hashable {
+        public var streamID: UUID
+        public var seq: Int
+        public var delta: String?
+
+        public init(streamID: UUID, seq: Int, delta: String?) {
+            self.streamID = streamID
+            self.seq = seq
+            self.delta = delta
+        }
+    }
 
     public init(jobID: Int64, attempt: Int, outcome: Outcome, error: String? = nil, retryAt: Date? = nil,
-                result: JobResultPayload? = nil, messages: [NewMessage]? = nil, usage: [UsageRecord]? = nil) {
+                result: JobResultPayload? = nil, messages: [NewMessage]? = nil, usage: [UsageRecord]? = nil,
+                stream: StreamEnd? = nil, llmCalls: [LLMCallRecord] = []) {
+        self.stream = stream
+        self.llmCalls = llmCalls
         self.jobID = jobID
         self.attempt = attempt
         self.outcome = outcome
@@ -87,7 +107,43 @@ public struct FinishItem: Sendable {
             }
             w.endArray()
         }
+        if let stream, let delta = stream.delta {
+            w.key("stream"); w.beginObject()
+            w.key("stream_id"); w.string(stream.streamID.uuidString.lowercased())
+            w.key("seq"); w.int(stream.seq)
+            w.key("delta"); w.string(delta)
+            w.endObject()
+        }
+        if !llmCalls.isEmpty {
+            w.key("llm_calls"); w.beginArray()
+            for c in llmCalls {
+                w.beginObject()
+                w.key("provider"); w.string(c.provider)
+                w.key("model"); w.string(c.model)
+                w.key("url"); w.string(c.exchange.url)
+                w.field("request", c.exchange.request)
+                w.field("response", c.exchange.response)
+                if let status = c.exchange.httpStatus { w.key("http_status"); w.int(status) }
+                w.field("error", c.exchange.error)
+                w.key("duration_ms"); w.int(Int(c.exchange.duration.seconds * 1000))
+                w.endObject()
+            }
+            w.endArray()
+        }
         w.endObject()
+    }
+}
+
+/// One raw LLM call to keep in `agentq.llm_calls`.
+public struct LLMCallRecord: Sendable, Hashable {
+    public var provider: String
+    public var model: String
+    public var exchange: LLMExchange
+
+    public init(provider: String, model: String, exchange: LLMExchange) {
+        self.provider = provider
+        self.model = model
+        self.exchange = exchange
     }
 }
 

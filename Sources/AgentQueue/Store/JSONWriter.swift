@@ -56,7 +56,7 @@ struct JSONWriter {
             endArray()
         case .object(let o):
             beginObject()
-            for (k, e) in o { key(k); value(e) }
+            for k in o.keys.sorted() { key(k); value(o[k]!) }   // sorted: the same value, the same text
             endObject()
         }
     }
@@ -82,5 +82,14 @@ struct JSONWriter {
             }
         }
         bytes.append(UInt8(ascii: "\""))
+    }
+}
+
+extension JSONValue {
+    /// This value as compact JSON text (object keys sorted).
+    public var jsonString: String {
+        var w = JSONWriter()
+        w.value(self)
+        return w.text
     }
 }

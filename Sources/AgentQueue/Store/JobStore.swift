@@ -107,6 +107,19 @@ public struct JobStore: Sendable {
         return agents
     }
 
+    /// The rows of `agentq.providers` (endpoints beyond the built-in `openai` and `mock`).
+    public func providers(logger: Logger) async throws -> [ProviderRecord] {
+        let rows = try await client.query("""
+            SELECT name, kind, base_url, api_key_env, options::text FROM agentq.providers
+            """, logger: logger)
+        var out: [ProviderRecord] = []
+        for try await (name, kind, baseURL, keyEnv, options) in rows.decode((String, String, String?, String?, String).self) {
+            out.append(ProviderRecord(name: name, kind: kind, baseURL: baseURL, apiKeyEnv: keyEnv,
+                                      options: (try? JSONValue.parse(options)) ?? .object([:])))
+        }
+        return out
+    }
+
     /// Prunes finished jobs and old deltas (one worker at a time); returns what was deleted.
     public func prune(batch: Int, logger: Logger) async throws -> String {
         let rows = try await client.query("SELECT agentq.prune(\(batch)::int)::text", logger: logger)

@@ -24,6 +24,23 @@ public struct AgentRecord: Sendable, Hashable {
     public var options: JSONValue
 }
 
+/// A row of `agentq.providers`.
+public struct ProviderRecord: Sendable, Hashable {
+    public var name: String
+    public var kind: String
+    public var baseURL: String?
+    public var apiKeyEnv: String?
+    public var options: JSONValue
+
+    public init(name: String, kind: String, baseURL: String?, apiKeyEnv: String?, options: JSONValue) {
+        self.name = name
+        self.kind = kind
+        self.baseURL = baseURL
+        self.apiKeyEnv = apiKeyEnv
+        self.options = options
+    }
+}
+
 /// A saved message as a generation reads it. `contentJSON` is the `content` parts as JSON text,
 /// kept unparsed: only text matters until tool and file parts do.
 public struct ContextMessage: Sendable, Hashable {

@@ -51,6 +51,24 @@ public struct StreamDeltaBuffer<StreamID: Hashable & Sendable>: Sendable {
         return now - lastTick >= throttle
     }
 
+    /// How long until a write is due: nil when no text waits, zero when one is due now.
+    public func timeUntilDue(now: ContinuousClock.Instant) -> Duration? {
+        guard streams.values.contains(where: { !$0.pending.isEmpty }) else { return nil }
+        if isDue(now: now) { return .zero }
+        return throttle - (now - (lastTick ?? now))
+    }
+
+    /// Puts back deltas whose write failed, so the next tick writes them again with the same `seq`
+    /// (ahead of any text that arrived since). Streams closed meanwhile are skipped.
+    public mutating func putBack(_ deltas: [Delta]) {
+        for d in deltas {
+            guard var s = streams[d.stream] else { continue }
+            s.pending = d.text + s.pending
+            s.nextSeq = d.seq
+            streams[d.stream] = s
+        }
+    }
+
     /// Takes one delta per stream with text waiting (for the one statement of this tick).
     public mutating func takeTick(now: ContinuousClock.Instant) -> [Delta] {
         lastTick = now

@@ -1,0 +1,183 @@
+import Foundation
+
+/// The OpenAI Chat Completions wire format (pure: bodies in, values out), shared by the `openai`
+/// provider and `agentq mock-llm`.
+public enum OpenAIWire {
+    /// The JSON body of a chat completion request.
+    public static func requestBody(_ request: ChatRequest, stream: Bool, includeUsage: Bool) -> String {
+        var w = JSONWriter(capacity: 512 + request.messages.reduce(0) { $0 + $1.text.utf8.count + 40 })
+        w.beginObject()
+        w.key("model"); w.string(request.model)
+        w.key("messages"); w.beginArray()
+        if let instructions = request.instructions, !instructions.isEmpty {
+            w.beginObject(); w.key("role"); w.string("system"); w.key("content"); w.string(instructions); w.endObject()
+        }
+        for m in request.messages {
+            w.beginObject()
+            w.key("role"); w.string(m.role)
+            if m.role == "assistant" && !m.toolCalls.isEmpty && m.text.isEmpty {
+                w.key("content"); w.null()
+            } else {
+                w.key("content"); w.string(m.text)
+            }
+            if !m.toolCalls.isEmpty {
+                w.key("tool_calls"); w.beginArray()
+                for call in m.toolCalls {
+                    w.beginObject()
+                    w.key("id"); w.string(call.id)
+                    w.key("type"); w.string("function")
+                    w.key("function"); w.beginObject()
+                    w.key("name"); w.string(call.name); w.key("arguments"); w.string(call.arguments)
+                    w.endObject()
+                    w.endObject()
+                }
+                w.endArray()
+            }
+            w.field("tool_call_id", m.toolCallID)
+            w.endObject()
+        }
+        w.endArray()
+        w.key("stream"); w.bool(stream)
+        if stream && includeUsage {
+            w.key("stream_options"); w.beginObject(); w.key("include_usage"); w.bool(true); w.endObject()
+        }
+        if let t = request.temperature { w.key("temperature"); w.double(t) }
+        if let n = request.maxTokens { w.key("max_tokens"); w.int(n) }
+        if let schema = request.responseSchema {
+            w.key("response_format"); w.beginObject()
+            w.key("type"); w.string("json_schema")
+            w.key("json_schema"); w.beginObject()
+            w.key("name"); w.string("output"); w.key("schema"); w.value(schema)
+            w.endObject()
+            w.endObject()
+        }
+        if !request.tools.isEmpty {
+            w.key("tools"); w.beginArray()
+            for tool in request.tools {
+                w.beginObject()
+                w.key("type"); w.string("function")
+                w.key("function"); w.beginObject()
+                w.key("name"); w.string(tool.name)
+                w.field("description", tool.description)
+                w.key("parameters"); w.value(tool.parameters)
+                w.endObject()
+                w.endObject()
+            }
+            w.endArray()
+        }
+        w.endObject()
+        return w.text
+    }
+
+    /// What one streamed chunk (`chat.completion.chunk`) carries.
+    public struct Chunk: Sendable, Hashable {
+        public var content: String?
+        public var toolCallFragments: [ToolCallFragment] = []
+        public var finishReason: String?
+        public var usage: TokenUsage?
+        /// An error object the server sent inside the stream.
+        public var error: String?
+    }
+
+    public struct ToolCallFragment: Sendable, Hashable {
+        public var index: Int
+        public var id: String?
+        public var name: String?
+        public var arguments: String?
+    }
+
+    /// Parses the `data` of one SSE event (not `[DONE]`).
+    public static func parseChunk(_ data: String) throws -> Chunk {
+        guard let root = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any] else {
+            throw GenerationError(.transient, "the model sent a stream chunk that is not a JSON object: \(data.prefix(200))")
+        }
+        var chunk = Chunk()
+        if let error = root["error"] { chunk.error = errorMessage(error) }
+        chunk.usage = (root["usage"] as? [String: Any]).flatMap(usage)
+        if let choice = (root["choices"] as? [Any])?.first as? [String: Any] {
+            chunk.finishReason = choice["finish_reason"] as? String
+            if let delta = choice["delta"] as? [String: Any] {
+                chunk.content = delta["content"] as? String
+                for case let call as [String: Any] in delta["tool_calls"] as? [Any] ?? [] {
+                    let function = call["function"] as? [String: Any]
+                    chunk.toolCallFragments.append(ToolCallFragment(
+                        index: (call["index"] as? Int) ?? 0, id: call["id"] as? String,
+                        name: function?["name"] as? String, arguments: function?["arguments"] as? String))
+                }
+            }
+        }
+        return chunk
+    }
+
+    /// Parses a whole (non-streamed) chat completion.
+    public static func parseCompletion(_ body: String) throws -> ChatReply {
+        guard let root = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else {
+            throw GenerationError(.transient, "the model's response is not a JSON object: \(body.prefix(200))")
+        }
+        if let error = root["error"] { throw GenerationError(.transient, "the model returned an error: \(errorMessage(error))") }
+        guard let choice = (root["choices"] as? [Any])?.first as? [String: Any],
+              let message = choice["message"] as? [String: Any] else {
+            throw GenerationError(.transient, "the model's response has no choices[0].message")
+        }
+        var calls: [AssembledToolCall] = []
+        for case let call as [String: Any] in message["tool_calls"] as? [Any] ?? [] {
+            let function = call["function"] as? [String: Any]
+            guard let name = function?["name"] as? String else { continue }
+            calls.append(AssembledToolCall(id: call["id"] as? String ?? "call_\(calls.count)", name: name,
+                                           arguments: function?["arguments"] as? String ?? "{}"))
+        }
+        return ChatReply(text: message["content"] as? String ?? "", finishReason: choice["finish_reason"] as? String ?? "stop",
+                         usage: (root["usage"] as? [String: Any]).flatMap(usage), toolCalls: calls)
+    }
+
+    /// Parses an embeddings response: the vectors in input order, and the tokens counted.
+    public static func parseEmbeddings(_ body: String) throws -> (vectors: [[Float]], promptTokens: Int) {
+        guard let root = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
+              let data = root["data"] as? [Any] else {
+            throw GenerationError(.transient, "the embeddings response has no data array: \(body.prefix(200))")
+        }
+        var vectors = [[Float]](repeating: [], count: data.count)
+        for (position, element) in data.enumerated() {
+            guard let item = element as? [String: Any] else {
+                throw GenerationError(.transient, "the embeddings response has a malformed item at \(position)")
+            }
+            let index = (item["index"] as? Int) ?? position
+            guard index >= 0 && index < data.count, let values = item["embedding"] as? [Any] else {
+                throw GenerationError(.transient, "the embeddings response has a malformed item at \(position)")
+            }
+            vectors[index] = values.map { Float(($0 as? NSNumber)?.doubleValue ?? 0) }
+        }
+        let tokens = ((root["usage"] as? [String: Any])?["prompt_tokens"] as? Int) ?? 0
+        return (vectors, tokens)
+    }
+
+    /// The readable message of an OpenAI error body (`{"error": {"message": ...}}`), or the text.
+    public static func errorMessage(body: String) -> String {
+        if let root = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any], let e = root["error"] {
+            return errorMessage(e)
+        }
+        return String(body.prefix(500))
+    }
+
+    private static func errorMessage(_ error: Any) -> String {
+        if let e = error as? [String: Any] { return e["message"] as? String ?? "\(e)" }
+        return "\(error)"
+    }
+
+    private static func usage(_ u: [String: Any]) -> TokenUsage? {
+        guard let prompt = u["prompt_tokens"] as? Int else { return nil }
+        return TokenUsage(promptTokens: prompt, completionTokens: u["completion_tokens"] as? Int ?? 0)
+    }
+
+    /// Seconds from a `Retry-After` header (delta-seconds, or an HTTP date).
+    public static func retryAfter(_ header: String?, now: Date = Date()) -> Duration? {
+        guard let header = header?.trimmingCharacters(in: .whitespaces), !header.isEmpty else { return nil }
+        if let seconds = Double(header), seconds >= 0 { return .milliseconds(Int(seconds * 1000)) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: header) else { return nil }
+        return .milliseconds(max(0, Int(date.timeIntervalSince(now) * 1000)))
+    }
+}

@@ -1,0 +1,168 @@
+import AgentQueue
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import Synchronization
+
+/// `agentq mock-llm`: the mock model (`MockScript` directives) served over the OpenAI wire format:
+/// `POST /v1/chat/completions` (streamed as SSE or whole), `POST /v1/embeddings`, `GET /v1/models`.
+/// Scripted faults count the calls seen for the same prompt (the last user message), so a retried
+/// call or job meets the fault the given number of times and then succeeds.
+public struct MockLLMServer: Sendable {
+    public var host: String
+    public var port: Int
+    /// Dimensions of embeddings when the request does not say (`dimensions`).
+    public var embeddingDimensions: Int
+    public var logger: Logger
+
+    public init(host: String = "127.0.0.1", port: Int, embeddingDimensions: Int = 16, logger: Logger) {
+        self.host = host
+        self.port = port
+        self.embeddingDimensions = embeddingDimensions
+        self.logger = logger
+    }
+
+    /// The HTTP application (a `Service`; `runService()` runs it until a shutdown signal).
+    public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in })
+        -> some ApplicationProtocol {
+        let calls = CallCounter()
+        let dimensions = embeddingDimensions
+        let router = Router()
+        router.get("/health") { _, _ in "ok" }
+        router.get("/v1/models") { _, _ -> Response in
+            Self.json(.ok, #"{"object":"list","data":[{"id":"mock","object":"model","created":0,"owned_by":"agentq"}]}"#)
+        }
+        router.post("/v1/chat/completions") { request, _ -> Response in
+            let body = String(buffer: try await request.body.collect(upTo: 32 * 1024 * 1024))
+            let parsed: OpenAIWire.ServerRequest
+            do {
+                parsed = try OpenAIWire.parseRequest(body)
+            } catch {
+                return Self.json(.badRequest, OpenAIWire.errorJSON(message: "\(error)", type: "invalid_request_error"))
+            }
+            let key = parsed.chat.messages.last(where: { $0.role == "user" })?.text ?? ""
+            let plan: MockPlan
+            do {
+                plan = try MockPlan(for: parsed.chat, callNumber: calls.next(key))
+            } catch {
+                return Self.json(.badRequest, OpenAIWire.errorJSON(message: "\(error)", type: "invalid_request_error"))
+            }
+            return try await Self.respond(plan, parsed)
+        }
+        router.post("/v1/embeddings") { request, _ -> Response in
+            let body = String(buffer: try await request.body.collect(upTo: 32 * 1024 * 1024))
+            guard case .object(let root)? = try? JSONValue.parse(body), let model = root["model"]?.stringValue else {
+                return Self.json(.badRequest, OpenAIWire.errorJSON(message: "the body needs \"model\" and \"input\"",
+                                                                   type: "invalid_request_error"))
+            }
+            let inputs: [String]
+            switch root["input"] {
+            case .string(let s)?: inputs = [s]
+            case .array(let a)?: inputs = a.compactMap(\.stringValue)
+            default:
+                return Self.json(.badRequest, OpenAIWire.errorJSON(message: "\"input\" must be a string or an array of strings",
+                                                                   type: "invalid_request_error"))
+            }
+            let dims = root["dimensions"]?.intValue ?? dimensions
+            let vectors = inputs.map { MockEmbedding.vector(for: $0, dimensions: dims) }
+            let tokens = inputs.reduce(0) { $0 + MockPlan.words($1) }
+            return Self.json(.ok, OpenAIWire.embeddingsJSON(model: model, vectors: vectors, promptTokens: tokens))
+        }
+        return Application(router: router,
+                           configuration: .init(address: .hostname(host, port: port), serverName: "agentq-mock-llm"),
+                           onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
+                           logger: logger)
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ text: String, headers: HTTPFields = [:]) -> Response {
+        var fields = headers
+        fields[.contentType] = "application/json"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    static func respond(_ plan: MockPlan, _ request: OpenAIWire.ServerRequest) async throws -> Response {
+        let chat = request.chat
+        switch plan.action {
+        case .failPermanently:
+            return json(.badRequest, OpenAIWire.errorJSON(message: "mock: permanent failure requested by the prompt",
+                                                          type: "invalid_request_error"))
+        case .fail(.rateLimited, let seconds):
+            return json(.tooManyRequests, OpenAIWire.errorJSON(message: "mock: rate limited", type: "rate_limit_error",
+                                                               code: "rate_limit_exceeded"),
+                        headers: [.retryAfter: "\(seconds)"])
+        case .fail(.serverError, _):
+            return json(.internalServerError, OpenAIWire.errorJSON(message: "mock: server error", type: "server_error"))
+        case .fail(.hang, _):
+            try await Task.sleep(for: .seconds(3600))   // the client's timeout ends the call
+            return json(.gatewayTimeout, OpenAIWire.errorJSON(message: "mock: hung for an hour", type: "server_error"))
+        case .fail(.cut, _), .answer, .toolCall:
+            break
+        }
+        let id = "chatcmpl-mock\(UInt32.random(in: 0...UInt32.max))"
+        let created = Int(Date().timeIntervalSince1970)
+        let toolCalls: [AssembledToolCall]
+        if case .toolCall(let call) = plan.action { toolCalls = [call] } else { toolCalls = [] }
+        guard request.stream else {
+            if plan.initialDelay > .zero { try await Task.sleep(for: plan.initialDelay) }
+            if case .fail(.cut, _) = plan.action {
+                return json(.internalServerError, OpenAIWire.errorJSON(message: "mock: cut", type: "server_error"))
+            }
+            return json(.ok, OpenAIWire.completionJSON(id: id, model: chat.model, created: created,
+                                                       text: toolCalls.isEmpty ? plan.text : nil, toolCalls: toolCalls,
+                                                       finishReason: plan.finishReason, usage: plan.usage))
+        }
+        var headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
+        headers[.connection] = "keep-alive"
+        return Response(status: .ok, headers: headers, body: .init { writer in
+            func send(_ data: String) async throws {
+                try await writer.write(ByteBuffer(string: "data: \(data)\n\n"))
+            }
+            if plan.initialDelay > .zero { try await Task.sleep(for: plan.initialDelay) }
+            try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, role: true, content: ""))
+            if case .fail(.cut, _) = plan.action {
+                for chunk in plan.chunks.prefix(plan.chunks.count / 2) {
+                    if plan.chunkInterval > .zero { try await Task.sleep(for: plan.chunkInterval) }
+                    try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, content: chunk))
+                }
+                throw MockCut()   // closes the connection without ending the chunked body
+            }
+            for call in toolCalls {
+                let half = call.arguments.index(call.arguments.startIndex, offsetBy: call.arguments.count / 2)
+                try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created,
+                                                    toolCall: (0, call, true, String(call.arguments[..<half]))))
+                try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created,
+                                                    toolCall: (0, call, false, String(call.arguments[half...]))))
+            }
+            if toolCalls.isEmpty {
+                for chunk in plan.chunks {
+                    if plan.chunkInterval > .zero { try await Task.sleep(for: plan.chunkInterval) }
+                    try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, content: chunk))
+                }
+            }
+            try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, finishReason: plan.finishReason))
+            if request.includeUsage {
+                try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, usage: plan.usage, noChoices: true))
+            }
+            try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+            try await writer.finish(nil)
+        })
+    }
+}
+
+struct MockCut: Error {}
+
+/// How many calls the server has seen per prompt.
+final class CallCounter: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+
+    func next(_ key: String) -> Int {
+        counts.withLock { c in
+            let n = (c[key] ?? 0) + 1
+            c[key] = n
+            if c.count > 100_000 { c.removeAll() }   // bounded memory in long benchmark runs
+            return n
+        }
+    }
+}

@@ -1,0 +1,279 @@
+-- AgentQueue 005: ending streamed replies (SPEC sections 3 and 6). A successful job turns its pending
+-- message into the final one and finishes its stream in the transaction that ends the job, with the
+-- stream's last delta, so a reader never sees a finished stream without its text or a flicker between
+-- a deleted draft and a new message. A failed, retried, cancelled or taken-back attempt keeps what it
+-- streamed: its pending message fails holding the concatenated delta text, and its stream aborts.
+
+-- finish_jobs items may carry the job's stream: {"stream_id", "seq", "delta"} (the last, unwritten
+-- delta), and the raw LLM calls to keep when the agent sets log_raw: [{"provider", "model", "url",
+-- "request", "response", "http_status", "error", "duration_ms"}].
+do $$
+declare
+    attr text;
+begin
+    foreach attr in array array['stream', 'llm_calls'] loop
+        if not exists (select 1 from pg_attribute a join pg_type t on t.typrelid = a.attrelid
+                         join pg_namespace n on n.oid = t.typnamespace
+                        where n.nspname = 'agentq' and t.typname = 'finish_item' and a.attname = attr
+                          and not a.attisdropped) then
+            execute format('alter type agentq.finish_item add attribute %I jsonb', attr);
+        end if;
+    end loop;
+end $$;
+
+-- Ends the live streams of jobs whose attempt did not succeed: each pending message fails with its
+-- error and keeps the text its deltas hold; each stream aborts with its reason. Returns the events
+-- (message.updated, stream.aborted) for the caller to send in its transaction.
+create or replace function agentq.end_streams(p_job_ids bigint[], p_reasons text[], p_errors text[])
+returns jsonb[] language plpgsql as $$
+declare
+    events jsonb[];
+    more jsonb[];
+begin
+    with e as (
+        select * from unnest(p_job_ids, p_reasons, p_errors) as x(job_id, reason, error)),
+    partial as (
+        select m.id, e.job_id, e.error,
+               (select string_agg(sd.text, '' order by sd.seq)
+                  from agentq.streams s join agentq.stream_deltas sd on sd.stream_id = s.id
+                 where s.message_id = m.id) as text
+          from e join agentq.messages m on m.job_id = e.job_id and m.status = 'pending'),
+    failed as (
+        update agentq.messages m
+           set status = 'failed', error = p.error, updated_at = now(),
+               text = case when coalesce(m.text, '') = '' then coalesce(p.text, '') else m.text end,
+               content = case when coalesce(m.text, '') = '' and coalesce(p.text, '') <> ''
+                              then jsonb_build_array(jsonb_build_object('type', 'text', 'text', p.text))
+                              else m.content end
+          from partial p
+         where m.id = p.id
+        returning m.id, m.thread_id, m.job_id)
+    select coalesce(array_agg(jsonb_build_object('type', 'message.updated', 'thread_id', f.thread_id, 'message_id', f.id,
+                                                 'job_id', f.job_id, 'status', 'failed') order by f.job_id), '{}')
+      into events from failed f;
+    with e as (
+        select * from unnest(p_job_ids, p_reasons) as x(job_id, reason)),
+    aborted as (
+        update agentq.streams s set status = 'aborted', abort_reason = e.reason, updated_at = now()
+          from e where s.job_id = e.job_id and s.status = 'streaming'
+        returning s.id, s.thread_id, s.job_id, s.message_id, e.reason)
+    select coalesce(array_agg(jsonb_build_object('type', 'stream.aborted', 'thread_id', a.thread_id, 'job_id', a.job_id,
+                                                 'message_id', a.message_id, 'stream_id', a.id, 'status', 'aborted',
+                                                 'text', a.reason) order by a.job_id), '{}')
+      into more from aborted a;
+    return events || more;
+end $$;
+
+create or replace function agentq.take_back_expired(p_limit int default 100) returns int
+language plpgsql as $$
+declare
+    thread_ids uuid[];
+    ended_threads uuid[];
+    n int := 0;
+    j record;
+begin
+    select array_agg(distinct c.thread_id) into thread_ids
+      from (select jb.thread_id from agentq.jobs jb
+             where jb.status = 'running' and jb.lease_expires_at < now()
+             order by jb.lease_expires_at limit p_limit) c;
+    if not found or thread_ids is null and not exists (
+        select 1 from agentq.jobs where status = 'running' and lease_expires_at < now() and thread_id is null) then
+        return 0;
+    end if;
+    -- Lock the threads we can; a thread locked by a completing worker is left for the next pass.
+    select array_agg(t.id) into thread_ids
+      from (select id from agentq.threads where id = any (thread_ids) order by id for no key update skip locked) t;
+    ended_threads := '{}';
+    for j in
+        with c as (   -- fenced in a CTE, as the claim is, so the limit holds
+            select id from agentq.jobs
+             where status = 'running' and lease_expires_at < now()
+               and (thread_id is null or thread_id = any (coalesce(thread_ids, '{}')))
+             order by lease_expires_at limit p_limit
+             for update skip locked)
+        update agentq.jobs jb
+           set status = case when jb.cancel_requested then 'cancelled'
+                             when jb.attempt >= jb.max_attempts then 'failed' else 'queued' end,
+               last_error = case when jb.cancel_requested then 'cancelled'
+                                 else 'lease expired: worker ' || jb.worker || ' stopped heartbeating' end,
+               finished_at = case when jb.cancel_requested or jb.attempt >= jb.max_attempts then now() end,
+               blocked = false, worker = null, lease_expires_at = null, run_at = now()
+          from c
+         where jb.id = c.id and jb.status = 'running' and jb.lease_expires_at < now()
+        returning jb.id, jb.thread_id, jb.status
+    loop
+        n := n + 1;
+        perform agentq.emit_all(agentq.end_streams(array[j.id], array['timeout'], array['lease expired']));
+        if j.status <> 'queued' and j.thread_id is not null then
+            ended_threads := ended_threads || j.thread_id;
+        end if;
+        perform agentq.emit(jsonb_build_object('type', 'job.' || j.status, 'thread_id', j.thread_id, 'job_id', j.id,
+                                               'status', j.status, 'text', 'lease expired'));
+    end loop;
+    if cardinality(ended_threads) > 0 then
+        perform agentq.touch_threads(ended_threads);
+        perform agentq.unblock_next(ended_threads);
+    end if;
+    return n;
+end $$;
+
+create or replace function agentq.finish_jobs(p_worker text, p_items jsonb)
+returns table (job_id bigint, applied boolean) language plpgsql
+set lock_timeout = '5s'   -- a producer's open transaction on a thread fails the flush fast; it is retried
+as $$
+#variable_conflict use_column
+declare
+    items agentq.finish_item[];
+    applied_ids bigint[];
+    ended_threads uuid[];
+    finalized uuid[];
+    events jsonb[];
+    more jsonb[];
+begin
+    select coalesce(array_agg(row(x.job_id, x.attempt, x.outcome, x.error, x.retry_at, x.result, x.messages, x.usage,
+                                  jb.thread_id, jb.user_id, jb.agent_name, jb.prompt_message_id, x.stream, x.llm_calls)::agentq.finish_item
+                              order by x.job_id), '{}')
+      into items
+      from jsonb_to_recordset(p_items) as x(job_id bigint, attempt int, outcome text, error text,
+                                            retry_at timestamptz, result jsonb, messages jsonb, usage jsonb, stream jsonb,
+                                            llm_calls jsonb)
+      left join agentq.jobs jb on jb.id = x.job_id;
+
+    -- Lock order: threads first.
+    perform 1 from agentq.threads t where t.id in (select fi.thread_id from unnest(items) fi) order by t.id for no key update;
+
+    -- The fenced status change.
+    with upd as (
+        update agentq.jobs jb
+           set status = agentq.finish_status(fi.outcome, jb.cancel_requested, jb.attempt, jb.max_attempts),
+               attempt = case when fi.outcome = 'released' and not jb.cancel_requested then jb.attempt - 1 else jb.attempt end,
+               run_at = case when fi.outcome = 'retry' then coalesce(fi.retry_at, now())
+                             when fi.outcome = 'released' then now() else jb.run_at end,
+               result = case when fi.outcome = 'succeeded' then fi.result else jb.result end,
+               last_error = case when fi.outcome = 'succeeded' then jb.last_error
+                                 when jb.cancel_requested or fi.outcome = 'cancelled' then 'cancelled'
+                                 when fi.outcome = 'released' then jb.last_error
+                                 else coalesce(fi.error, fi.outcome) end,
+               finished_at = case when agentq.finish_status(fi.outcome, jb.cancel_requested, jb.attempt, jb.max_attempts) <> 'queued'
+                                  then now() end,
+               blocked = false, worker = null, lease_expires_at = null
+          from unnest(items) fi
+         where jb.id = fi.job_id and jb.status = 'running' and jb.worker = p_worker and jb.attempt = fi.attempt
+        returning jb.id, jb.thread_id, jb.status)
+    select coalesce(array_agg(upd.id), '{}'),
+           coalesce(array_agg(distinct upd.thread_id) filter (where upd.status <> 'queued' and upd.thread_id is not null), '{}')
+      into applied_ids, ended_threads
+      from upd;
+
+    -- Each stream's last delta, gap-free, before the stream ends.
+    with fd as (
+        select (fi.stream->>'stream_id')::uuid as stream_id, (fi.stream->>'seq')::int as seq, fi.stream->>'delta' as text
+          from unnest(items) fi
+         where fi.job_id = any (applied_ids) and fi.stream->>'delta' is not null),
+    ins as (
+        insert into agentq.stream_deltas (stream_id, seq, text)
+        select fd.stream_id, fd.seq, fd.text from fd
+          join agentq.streams s on s.id = fd.stream_id and s.status = 'streaming' and s.last_seq = fd.seq - 1
+        returning stream_id, seq, text),
+    moved as (
+        update agentq.streams s set last_seq = ins.seq, updated_at = now() from ins where s.id = ins.stream_id
+        returning s.id, s.thread_id, s.job_id, s.message_id, ins.seq, ins.text)
+    select coalesce(array_agg(jsonb_build_object('type', 'stream.delta', 'thread_id', m.thread_id, 'job_id', m.job_id,
+                                                 'message_id', m.message_id, 'stream_id', m.id, 'seq', m.seq,
+                                                 'text', m.text) order by m.job_id), '{}')
+      into events from moved m;
+
+    -- A success's reply that was streamed into a pending message becomes that message (same id).
+    with fin as (
+        update agentq.messages m
+           set content = coalesce(e.msg->'content', m.content), text = e.msg->>'text',
+               status = coalesce(e.msg->>'status', 'success'), error = e.msg->>'error',
+               model = coalesce(e.msg->>'model', m.model), provider = coalesce(e.msg->>'provider', m.provider),
+               usage = e.msg->'usage', finish_reason = e.msg->>'finish_reason',
+               tool = coalesce((e.msg->>'tool')::boolean, false), updated_at = now()
+          from unnest(items) fi cross join lateral jsonb_array_elements(fi.messages) as e(msg)
+         where fi.job_id = any (applied_ids) and fi.outcome = 'succeeded' and jsonb_typeof(fi.messages) = 'array'
+           and m.id = (e.msg->>'id')::uuid and m.job_id = fi.job_id and m.status = 'pending'
+        returning m.id, m.thread_id, m.job_id, m.status)
+    select coalesce(array_agg(fin.id), '{}'),
+           coalesce(array_agg(jsonb_build_object('type', 'message.updated', 'thread_id', fin.thread_id, 'message_id', fin.id,
+                                                 'job_id', fin.job_id, 'status', fin.status) order by fin.job_id), '{}')
+      into finalized, more from fin;
+    events := events || more;
+    with done as (
+        update agentq.streams s set status = 'finished', updated_at = now()
+         where s.message_id = any (finalized) and s.status = 'streaming'
+        returning s.id, s.thread_id, s.job_id, s.message_id, s.last_seq)
+    select coalesce(array_agg(jsonb_build_object('type', 'stream.finished', 'thread_id', d.thread_id, 'job_id', d.job_id,
+                                                 'message_id', d.message_id, 'stream_id', d.id, 'seq', d.last_seq,
+                                                 'status', 'finished') order by d.job_id), '{}')
+      into more from done d;
+    events := events || more;
+
+    -- Every other pending message of these attempts fails, keeping what was streamed into it.
+    events := events || agentq.end_streams(
+        array(select fi.job_id from unnest(items) fi where fi.job_id = any (applied_ids) order by fi.job_id),
+        array(select fi.outcome from unnest(items) fi where fi.job_id = any (applied_ids) order by fi.job_id),
+        array(select case fi.outcome when 'cancelled' then 'cancelled' when 'released' then 'worker shut down'
+                                     when 'succeeded' then 'superseded' else coalesce(fi.error, fi.outcome) end
+                from unnest(items) fi where fi.job_id = any (applied_ids) order by fi.job_id));
+
+    -- New messages go at the prompt's ord (or the thread's newest), after the last step there.
+    with placed as (
+            select fi.*, coalesce(pm.ord, t.last_ord) as ord
+              from unnest(items) fi
+              left join agentq.messages pm on pm.id = fi.prompt_message_id
+              left join agentq.threads t on t.id = fi.thread_id
+             where fi.job_id = any (applied_ids) and fi.thread_id is not null
+               and jsonb_typeof(fi.messages) = 'array'),
+    fresh as (
+        select p.*, e.msg, e.idx
+          from placed p cross join lateral jsonb_array_elements(p.messages) with ordinality as e(msg, idx)
+         where (e.msg->>'id') is null or not ((e.msg->>'id')::uuid = any (finalized))),
+    inserted as (
+        insert into agentq.messages (id, thread_id, user_id, agent_name, ord, step, role, content, text, status,
+                                     error, model, provider, usage, finish_reason, tool, job_id)
+        select coalesce((f.msg->>'id')::uuid, gen_random_uuid()), f.thread_id, f.user_id,
+               coalesce(f.msg->>'agent_name', f.agent_name), f.ord,
+               coalesce((select max(m.step) from agentq.messages m where m.thread_id = f.thread_id and m.ord = f.ord), -1)
+                 + row_number() over (partition by f.thread_id, f.ord order by f.job_id, f.idx),
+               coalesce(f.msg->>'role', 'assistant'), coalesce(f.msg->'content', '[]'), f.msg->>'text',
+               coalesce(f.msg->>'status', 'success'), f.msg->>'error', f.msg->>'model', f.msg->>'provider',
+               f.msg->'usage', f.msg->>'finish_reason', coalesce((f.msg->>'tool')::boolean, false), f.job_id
+          from fresh f
+        returning id, thread_id, job_id, status, step)
+    select coalesce(array_agg(jsonb_build_object('type', 'message.created', 'thread_id', i.thread_id, 'message_id', i.id,
+                                                 'job_id', i.job_id, 'status', i.status) order by i.job_id, i.step), '{}')
+      into more from inserted i;
+    events := events || more;
+
+    insert into agentq.usage (user_id, thread_id, agent_name, job_id, message_id, kind, provider, model,
+                              prompt_tokens, completion_tokens, total_tokens, raw)
+    select fi.user_id, fi.thread_id, fi.agent_name, fi.job_id, (u->>'message_id')::uuid, coalesce(u->>'kind', 'chat'),
+           u->>'provider', u->>'model', coalesce((u->>'prompt_tokens')::int, 0), coalesce((u->>'completion_tokens')::int, 0),
+           coalesce((u->>'total_tokens')::int, coalesce((u->>'prompt_tokens')::int, 0) + coalesce((u->>'completion_tokens')::int, 0)),
+           u->'raw'
+      from unnest(items) fi cross join lateral jsonb_array_elements(coalesce(fi.usage, '[]')) as u;
+
+    insert into agentq.llm_calls (job_id, thread_id, user_id, provider, model, url, request, response, http_status,
+                                  error, duration_ms)
+    select fi.job_id, fi.thread_id, fi.user_id, c->>'provider', c->>'model', c->>'url', c->'request', c->'response',
+           (c->>'http_status')::int, c->>'error', (c->>'duration_ms')::int
+      from unnest(items) fi cross join lateral jsonb_array_elements(coalesce(fi.llm_calls, '[]')) as c
+     where fi.job_id = any (applied_ids);
+
+    if cardinality(ended_threads) > 0 then
+        perform agentq.touch_threads(ended_threads);
+        perform agentq.unblock_next(ended_threads);
+    end if;
+
+    select coalesce(array_agg(jsonb_build_object('type', 'job.' || jb.status, 'thread_id', jb.thread_id, 'job_id', jb.id,
+                                                 'status', jb.status,
+                                                 'text', case when jb.status <> 'succeeded' then jb.last_error end) order by jb.id), '{}')
+      into more from agentq.jobs jb where jb.id = any (applied_ids);
+    perform agentq.emit_all(events || more);
+
+    return query select fi.job_id, fi.job_id = any (applied_ids) from unnest(items) fi;
+end $$;
+
+insert into agentq.schema_migrations (version, name) values ('005', 'stream_finish') on conflict (version) do nothing;
