@@ -42,7 +42,7 @@ public struct MockLLMServer: Sendable {
             } catch {
                 return Self.json(.badRequest, OpenAIWire.errorJSON(message: "\(error)", type: "invalid_request_error"))
             }
-            let key = parsed.chat.messages.last(where: { $0.role == "user" })?.text ?? ""
+            let key = MockPlan.promptIndex(in: parsed.chat.messages).map { parsed.chat.messages[$0].text } ?? ""
             let plan: MockPlan
             do {
                 plan = try MockPlan(for: parsed.chat, callNumber: calls.next(key))

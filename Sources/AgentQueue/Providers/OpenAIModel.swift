@@ -114,7 +114,8 @@ public struct OpenAIModel: ChatModel {
                                   exchange: log.exchange(status: nil, response: state.text, error: "call timeout"))
         } catch {
             // Connection refused and other channel errors: nothing was streamed unless text arrived.
-            let message = "could not reach the model at \(endpoint.baseURL): \(error)"
+            let message = state.text.isEmpty ? "could not reach the model at \(endpoint.baseURL): \(error)"
+                : "the model's stream was cut after \(state.text.utf8.count) bytes: \(error)"
             throw GenerationError(.transient, message, retryableCall: state.text.isEmpty,
                                   exchange: log.exchange(status: nil, response: state.text, error: message))
         }

@@ -139,12 +139,15 @@ public struct JobRunner: Sendable {
                 throw GenerationError(.permanent, "the model's answer does not match the schema after one repair: \(summary)")
             }
             request.messages += [ChatMessage(role: "assistant", text: reply.text),
-                                 ChatMessage(role: "user", text: "Your answer does not match the JSON Schema: \(summary). "
+                                 ChatMessage(role: "user", text: "\(Self.repairPrefix): \(summary). "
                                              + "Answer again with only a JSON value that matches the schema.")]
             reply = try await call(model, request, settings: settings, calls: calls, onText: { _ in }, stopReason: stopReason)
         }
         throw GenerationError(.permanent, "unreachable")
     }
+
+    /// How a structured-output repair request starts.
+    public static let repairPrefix = "Your answer does not match the JSON Schema"
 
     /// The item for a generation that did not succeed.
     private func outcome(of error: any Error, job: ClaimedJob, stopReason: @Sendable () -> StopReason?, logger: Logger) -> FinishItem {

@@ -5,7 +5,7 @@ public struct MockModel: ChatModel {
     public init() {}
 
     public func complete(_ request: ChatRequest, onText: @Sendable (String) -> Void) async throws -> ChatReply {
-        let plan = try MockPlan(for: request, callNumber: request.attempt)
+        let plan = try MockPlan(for: request, callNumber: request.attempt + MockPlan.repairRounds(in: request.messages))
         if plan.initialDelay > .zero { try await Task.sleep(for: plan.initialDelay) }
         try Task.checkCancellation()
         switch plan.action {

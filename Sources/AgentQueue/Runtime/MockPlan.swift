@@ -28,7 +28,7 @@ public struct MockPlan: Sendable, Hashable {
 
     /// The plan for `request`, the `callNumber`-th call (from 1) the mock has seen for this prompt.
     public init(for request: ChatRequest, callNumber: Int) throws {
-        let lastUser = request.messages.lastIndex(where: { $0.role == "user" })
+        let lastUser = Self.promptIndex(in: request.messages)
         let script = try MockScript(parsing: lastUser.map { request.messages[$0].text } ?? "")
         initialDelay = .milliseconds(script.delayMilliseconds)
         chunkInterval = script.wordsPerSecond > 0 ? .milliseconds(1000 / script.wordsPerSecond) : .zero
@@ -59,6 +59,18 @@ public struct MockPlan: Sendable, Hashable {
         let completion: Int
         if case .toolCall(let call) = action { completion = 1 + Self.words(call.arguments) } else { completion = Self.words(answer) }
         usage = TokenUsage(promptTokens: promptWords, completionTokens: completion)
+    }
+
+    /// The prompt: the last user message that is not a structured-output repair request (a repair
+    /// continues the prompt's call count, so `bad_json=N` counts repairs too).
+    public static func promptIndex(in messages: [ChatMessage]) -> Int? {
+        messages.lastIndex { $0.role == "user" && !$0.text.hasPrefix(JobRunner.repairPrefix) }
+    }
+
+    /// Repair requests after the prompt (the in-process mock adds them to the attempt).
+    public static func repairRounds(in messages: [ChatMessage]) -> Int {
+        guard let p = promptIndex(in: messages) else { return 0 }
+        return messages[(p + 1)...].filter { $0.role == "user" && $0.text.hasPrefix(JobRunner.repairPrefix) }.count
     }
 
     /// Words with the whitespace after each, so the chunks join back to the text exactly.

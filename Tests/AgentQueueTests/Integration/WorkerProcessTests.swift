@@ -142,7 +142,10 @@ import Testing
                     return seen
                 }
             }
-            #expect(types == ["message.created", "job.queued", "job.running", "message.created", "job.succeeded"])
+            // The prompt, the job's start, the pending reply and its stream, the last delta with the
+            // final message and the stream's end in one transaction, then the job's end.
+            #expect(types == ["message.created", "job.queued", "job.running", "message.created", "stream.started",
+                              "stream.delta", "message.updated", "stream.finished", "job.succeeded"])
             worker.signal(SIGTERM)
             _ = await worker.waitForExit()
         }

@@ -1,0 +1,141 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Follows one thread (or every thread) as it happens: the events of SPEC section 6 as an
+/// `AsyncSequence`, over LISTEN on a pooled connection. When the connection drops it listens again
+/// and catches up from the tables: the deltas past the last `seq` seen of each stream, streams that
+/// ended, and jobs that finished meanwhile, so a reader sees every delta once, in order. A delta too
+/// big for its NOTIFY (`truncated`) is read from its row.
+public struct ThreadFollower: Sendable {
+    public let client: PostgresClient
+    /// nil follows every thread (`agentq_events`; no catch-up).
+    public let threadID: UUID?
+    public let logger: Logger
+
+    public init(client: PostgresClient, threadID: UUID?, logger: Logger) {
+        self.client = client
+        self.threadID = threadID
+        self.logger = logger
+    }
+
+    /// Runs `body` with the thread's events; `ready` runs once the first LISTEN is in place (enqueue
+    /// there to see a job from its first event). Following stops when `body` returns.
+    public func withEvents<T: Sendable>(ready: @Sendable @escaping () async throws -> Void = {},
+                                        resumeFrom lastSeen: [UUID: Int] = [:],
+                                        _ body: (AsyncThrowingStream<ThreadEvent, any Error>) async throws -> T) async throws -> T {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: ThreadEvent.self)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    try await follow(into: continuation, ready: ready, lastSeen: lastSeen)
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            defer { group.cancelAll() }
+            return try await body(stream)
+        }
+    }
+
+    private func follow(into out: AsyncThrowingStream<ThreadEvent, any Error>.Continuation,
+                        ready: @Sendable @escaping () async throws -> Void, lastSeen: [UUID: Int]) async throws {
+        var tracker = DeltaTracker(lastSeen: lastSeen)
+        var since: Date?
+        var readyDone = false
+        let channel = threadID.map { "agentq_thread_" + $0.uuidString.lowercased().replacingOccurrences(of: "-", with: "") }
+            ?? "agentq_events"
+        while !Task.isCancelled {
+            do {
+                try await client.withConnection { conn in
+                    let started = try await Self.now(conn, logger: logger)
+                    _ = try await conn.query("SELECT agentq.listen(\(threadID))", logger: logger).collect()
+                    try await conn.listen(on: channel) { notes in
+                        if let from = since, let threadID {
+                            for e in try await catchUp(conn, thread: threadID, since: from, tracker: &tracker) { out.yield(e) }
+                        }
+                        since = started
+                        if !readyDone { readyDone = true; try await ready() }
+                        for try await note in notes {
+                            guard var event = ThreadEvent.parse(note.payload) else { continue }
+                            if event.type == "stream.delta" {
+                                guard let stream = event.streamID, let seq = event.seq, tracker.accept(stream, seq) else { continue }
+                                if event.truncated == true { event.text = try await Self.deltaText(conn, stream, seq, logger: logger) }
+                            }
+                            out.yield(event)
+                        }
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                if !readyDone { throw error }   // never connected: the caller should hear of it
+                logger.warning("following the thread failed; listening again", metadata: ["error": "\(describeDatabaseError(error))"])
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+    }
+
+    private func catchUp(_ conn: PostgresConnection, thread: UUID, since: Date, tracker: inout DeltaTracker) async throws -> [ThreadEvent] {
+        var events: [ThreadEvent] = []
+        let slack = since.addingTimeInterval(-1)
+        let deltas = try await conn.query("""
+            SELECT s.id, s.message_id, s.job_id, d.seq, d.text FROM agentq.streams s
+              JOIN agentq.stream_deltas d ON d.stream_id = s.id
+             WHERE s.thread_id = \(thread) AND s.updated_at >= \(slack) ORDER BY s.created_at, d.seq
+            """, logger: logger)
+        for try await (stream, message, job, seq, text) in deltas.decode((UUID, UUID?, Int64?, Int, String).self)
+            where tracker.accept(stream, seq) {
+            events.append(ThreadEvent(type: "stream.delta", threadID: thread, jobID: job, messageID: message, streamID: stream,
+                                      seq: seq, status: nil, text: text, truncated: nil))
+        }
+        let ended = try await conn.query("""
+            SELECT s.id, s.message_id, s.job_id, s.status FROM agentq.streams s
+             WHERE s.thread_id = \(thread) AND s.status <> 'streaming' AND s.updated_at >= \(slack) ORDER BY s.updated_at
+            """, logger: logger)
+        for try await (stream, message, job, status) in ended.decode((UUID, UUID?, Int64?, String).self) {
+            events.append(ThreadEvent(type: "message.updated", threadID: thread, jobID: job, messageID: message, streamID: nil,
+                                      seq: nil, status: nil, text: nil, truncated: nil))
+            events.append(ThreadEvent(type: "stream.\(status)", threadID: thread, jobID: job, messageID: message, streamID: stream,
+                                      seq: nil, status: status, text: nil, truncated: nil))
+        }
+        let jobs = try await conn.query("""
+            SELECT id, status, last_error FROM agentq.jobs
+             WHERE thread_id = \(thread) AND finished_at >= \(slack) ORDER BY finished_at
+            """, logger: logger)
+        for try await (job, status, error) in jobs.decode((Int64, String, String?).self) {
+            events.append(ThreadEvent(type: "job.\(status)", threadID: thread, jobID: job, messageID: nil, streamID: nil,
+                                      seq: nil, status: status, text: status == "succeeded" ? nil : error, truncated: nil))
+        }
+        return events
+    }
+
+    private static func now(_ conn: PostgresConnection, logger: Logger) async throws -> Date {
+        for try await d in try await conn.query("SELECT now()", logger: logger).decode(Date.self) { return d }
+        return Date()
+    }
+
+    private static func deltaText(_ conn: PostgresConnection, _ stream: UUID, _ seq: Int, logger: Logger) async throws -> String {
+        for try await t in try await conn.query("""
+            SELECT text FROM agentq.stream_deltas WHERE stream_id = \(stream) AND seq = \(seq)::int
+            """, logger: logger).decode(String.self) { return t }
+        return ""
+    }
+}
+
+/// The last `seq` delivered per stream: a delta is delivered once, and only right after the one
+/// before it (pure).
+public struct DeltaTracker: Sendable, Hashable {
+    public private(set) var lastSeen: [UUID: Int]
+
+    public init(lastSeen: [UUID: Int] = [:]) {
+        self.lastSeen = lastSeen
+    }
+
+    /// Whether to deliver `seq` of `stream` (and records it).
+    public mutating func accept(_ stream: UUID, _ seq: Int) -> Bool {
+        guard seq == (lastSeen[stream] ?? -1) + 1 else { return false }
+        lastSeen[stream] = seq
+        return true
+    }
+}
