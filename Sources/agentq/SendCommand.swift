@@ -3,11 +3,12 @@ import ArgumentParser
 import Foundation
 import Logging
 import PostgresNIO
+import Synchronization
 
 struct SendCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "send",
-        abstract: "Enqueue a prompt, wait for the reply (via LISTEN), print it. Exits non-zero when the job fails.",
+        abstract: "Enqueue a prompt and print the reply as it streams (via LISTEN). Exits non-zero when the job fails.",
         discussion: "Without --thread a new thread is created; its id is printed on stderr so you can continue it.")
 
     @OptionGroup var database: DatabaseOptions
@@ -32,65 +33,108 @@ struct SendCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = try database.makeLogger()
-        let threadID: UUID?
-        if let thread {
-            guard let id = UUID(uuidString: thread) else { fail("--thread must be a uuid, got \"\(thread)\"") }
-            threadID = id
-        } else {
-            threadID = nil
-        }
+        let threadID = try parseThread(thread)
         guard let optionsJSON = try? JSONValue.parse(options), optionsJSON.objectValue != nil else {
             fail("--options must be a JSON object, got \(options)")
         }
         let (prompt, agent, user, timeout) = (self.prompt, self.agent, self.user, self.timeout)
         do {
-            let url = try database.resolve()
-            let result = try await withClient(url, logger: logger) { client in
+            let result = try await withClient(try database.resolve(), logger: logger) { client in
                 let producer = ProducerStore(client: client)
                 let thread: UUID
                 if let threadID { thread = threadID } else { thread = try await producer.createThread(userID: user, logger: logger) }
-                let channel = try await scalar(client, "SELECT agentq.thread_channel(\(thread))", as: String.self, logger: logger)
                 FileHandle.standardError.write(Data("thread: \(thread)\n".utf8))
-                return try await client.withConnection { connection in
-                    try await connection.listen(on: channel) { events in
-                        let jobID = try await producer.generate(threadID: thread, prompt: prompt, agent: agent,
-                                                                options: optionsJSON, logger: logger)
-                        return try await waitForJob(jobID, events: events, producer: producer, timeout: timeout, logger: logger)
-                    }
-                }
+                let turn = ReplyPrinter(client: client, thread: thread, logger: logger)
+                return try await turn.send(prompt, agent: agent, options: optionsJSON, timeout: timeout)
             }
             guard result.status == "succeeded" else {
                 fail("job \(result.status): \(result.error ?? "no error recorded")")
             }
-            print(result.text ?? (result.object.flatMap { try? $0.jsonText() } ?? ""))
         } catch {
             fail(describeDatabaseError(error))
         }
     }
 }
 
-/// Waits for a job's final event, with a poll of `job_result` every second as the fallback.
-func waitForJob(_ jobID: Int64, events: PostgresNotificationSequence, producer: ProducerStore, timeout: Double,
-                logger: Logger) async throws -> JobResult {
-    try await withThrowingTaskGroup(of: Bool.self) { group in
-        group.addTask {
-            for try await note in events {
-                if let event = ThreadEvent.parse(note.payload), event.jobID == jobID, event.isJobFinal { return true }
+/// A `--thread` value as a uuid (nil when absent); exits with a reason when malformed.
+func parseThread(_ text: String?) throws -> UUID? {
+    guard let text else { return nil }
+    guard let id = UUID(uuidString: text) else { fail("--thread must be a uuid, got \"\(text)\"") }
+    return id
+}
+
+/// One turn in the terminal: enqueue, print the reply's deltas as they arrive, return the result.
+struct ReplyPrinter: Sendable {
+    let client: PostgresClient
+    let thread: UUID
+    let logger: Logger
+
+    /// Sends `prompt` and prints the reply, then a newline. Each element of `interrupts` cancels the job.
+    func send(_ prompt: String, agent: String, options: JSONValue = .object([:]), timeout: Double,
+              interrupts: AsyncStream<Void>? = nil) async throws -> JobResult {
+        let producer = ProducerStore(client: client)
+        let job = JobBox()
+        let follower = ThreadFollower(client: client, threadID: thread, logger: logger)
+        let printed = try await follower.withEvents(ready: {
+            let id = try await producer.generate(threadID: thread, prompt: prompt, agent: agent, options: options, logger: logger)
+            job.set(id)
+        }) { events in
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    var printedAny = false
+                    for try await event in events {
+                        guard let id = job.get(), event.jobID == id else { continue }
+                        if event.type == "stream.delta", let text = event.text, !text.isEmpty {
+                            FileHandle.standardOutput.write(Data(text.utf8))
+                            printedAny = true
+                        }
+                        if event.isJobFinal { break }
+                    }
+                    return printedAny
+                }
+                if let interrupts {
+                    group.addTask {
+                        for await _ in interrupts {
+                            guard let id = job.get() else { continue }
+                            FileHandle.standardOutput.write(Data(" [stopping]".utf8))
+                            _ = try await producer.cancel(id, logger: logger)
+                        }
+                        try await Task.sleep(for: .seconds(365 * 86_400))   // never the first to finish
+                        return false
+                    }
+                }
+                group.addTask {   // the fallback when a notification is missed: poll the result
+                    while true {
+                        try await Task.sleep(for: .seconds(1))
+                        if let id = job.get(), try await producer.jobResult(id, logger: logger).isFinal {
+                            try await Task.sleep(for: .milliseconds(200))   // let the last events print first
+                            return false
+                        }
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(Int(timeout * 1000)))
+                    var status = "not enqueued"
+                    if let id = job.get() { status = try await producer.jobResult(id, logger: logger).status }
+                    throw AgentQueueError(.jobFailed, "no reply within \(timeout) s (the job is \(status); is a worker running?)")
+                }
+                defer { group.cancelAll() }
+                return try await group.next() ?? false
             }
-            return false
         }
-        group.addTask {
-            while true {
-                try await Task.sleep(for: .seconds(1))
-                if try await producer.jobResult(jobID, logger: logger).isFinal { return true }
-            }
+        guard let id = job.get() else { throw AgentQueueError(.jobFailed, "the prompt was not enqueued") }
+        let result = try await producer.jobResult(id, logger: logger)
+        if !printed, result.status == "succeeded" {
+            FileHandle.standardOutput.write(Data((result.text ?? result.object.map(\.jsonString) ?? "").utf8))
         }
-        group.addTask {
-            try await Task.sleep(for: .milliseconds(Int(timeout * 1000)))
-            throw AgentQueueError(.jobFailed, "no reply within \(timeout) s (job \(jobID) is still \(try await producer.jobResult(jobID, logger: logger).status); is a worker running?)")
-        }
-        _ = try await group.next()
-        group.cancelAll()
-        return try await producer.jobResult(jobID, logger: logger)
+        FileHandle.standardOutput.write(Data("\n".utf8))
+        return result
     }
+}
+
+/// The job id of a turn, set once it is enqueued.
+final class JobBox: Sendable {
+    private let value = Mutex<Int64?>(nil)
+    func set(_ id: Int64) { value.withLock { $0 = id } }
+    func get() -> Int64? { value.withLock { $0 } }
 }

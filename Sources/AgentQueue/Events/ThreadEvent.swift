@@ -12,6 +12,19 @@ public struct ThreadEvent: Codable, Sendable, Hashable {
     public var text: String?
     public var truncated: Bool?
 
+    public init(type: String, threadID: UUID?, jobID: Int64?, messageID: UUID?, streamID: UUID?, seq: Int?, status: String?,
+                text: String?, truncated: Bool?) {
+        self.type = type
+        self.threadID = threadID
+        self.jobID = jobID
+        self.messageID = messageID
+        self.streamID = streamID
+        self.seq = seq
+        self.status = status
+        self.text = text
+        self.truncated = truncated
+    }
+
     enum CodingKeys: String, CodingKey {
         case type, seq, status, text, truncated
         case threadID = "thread_id", jobID = "job_id", messageID = "message_id", streamID = "stream_id"

@@ -44,13 +44,10 @@ public struct ThreadFollower: Sendable {
         var tracker = DeltaTracker(lastSeen: lastSeen)
         var since: Date?
         var readyDone = false
-        let channel = threadID.map { "agentq_thread_" + $0.uuidString.lowercased().replacingOccurrences(of: "-", with: "") }
-            ?? "agentq_events"
         while !Task.isCancelled {
             do {
                 try await client.withConnection { conn in
-                    let started = try await Self.now(conn, logger: logger)
-                    _ = try await conn.query("SELECT agentq.listen(\(threadID))", logger: logger).collect()
+                    let (started, channel) = try await Self.register(conn, threadID, logger: logger)
                     try await conn.listen(on: channel) { notes in
                         if let from = since, let threadID {
                             for e in try await catchUp(conn, thread: threadID, since: from, tracker: &tracker) { out.yield(e) }
@@ -59,9 +56,22 @@ public struct ThreadFollower: Sendable {
                         if !readyDone { readyDone = true; try await ready() }
                         for try await note in notes {
                             guard var event = ThreadEvent.parse(note.payload) else { continue }
-                            if event.type == "stream.delta" {
-                                guard let stream = event.streamID, let seq = event.seq, tracker.accept(stream, seq) else { continue }
-                                if event.truncated == true { event.text = try await Self.deltaText(conn, stream, seq, logger: logger) }
+                            if event.type == "stream.delta", let stream = event.streamID, let seq = event.seq {
+                                let expected = tracker.expected(stream)
+                                if seq < expected { continue }
+                                // Joined mid-stream (or a gap): the missing deltas come from their rows first.
+                                if seq > expected {
+                                    for var missed in try await Self.deltas(conn, stream, from: expected, to: seq - 1, logger: logger)
+                                        where tracker.accept(stream, missed.seq ?? -1) {
+                                        missed.threadID = event.threadID; missed.jobID = event.jobID; missed.messageID = event.messageID
+                                        out.yield(missed)
+                                    }
+                                }
+                                guard tracker.accept(stream, seq) else { continue }
+                                if event.truncated == true {
+                                    event.text = try await Self.deltas(conn, stream, from: seq, to: seq, logger: logger).first?.text ?? ""
+                                    event.truncated = nil
+                                }
                             }
                             out.yield(event)
                         }
@@ -110,16 +120,26 @@ public struct ThreadFollower: Sendable {
         return events
     }
 
-    private static func now(_ conn: PostgresConnection, logger: Logger) async throws -> Date {
-        for try await d in try await conn.query("SELECT now()", logger: logger).decode(Date.self) { return d }
-        return Date()
+    /// Registers the session as a listener (so enqueue-time events are sent); returns the server's
+    /// time and the channel to LISTEN on.
+    private static func register(_ conn: PostgresConnection, _ thread: UUID?, logger: Logger) async throws -> (Date, String) {
+        let rows = try await conn.query("""
+            SELECT now(), coalesce(agentq.thread_channel(\(thread)), 'agentq_events') FROM agentq.listen(\(thread))
+            """, logger: logger)
+        for try await row in rows.decode((Date, String).self) { return row }
+        throw AgentQueueError(.notFound, "agentq.listen returned nothing")
     }
 
-    private static func deltaText(_ conn: PostgresConnection, _ stream: UUID, _ seq: Int, logger: Logger) async throws -> String {
-        for try await t in try await conn.query("""
-            SELECT text FROM agentq.stream_deltas WHERE stream_id = \(stream) AND seq = \(seq)::int
-            """, logger: logger).decode(String.self) { return t }
-        return ""
+    private static func deltas(_ conn: PostgresConnection, _ stream: UUID, from: Int, to: Int, logger: Logger) async throws -> [ThreadEvent] {
+        var out: [ThreadEvent] = []
+        for try await (seq, text) in try await conn.query("""
+            SELECT seq, text FROM agentq.stream_deltas WHERE stream_id = \(stream) AND seq BETWEEN \(from)::int AND \(to)::int
+             ORDER BY seq
+            """, logger: logger).decode((Int, String).self) {
+            out.append(ThreadEvent(type: "stream.delta", threadID: nil, jobID: nil, messageID: nil, streamID: stream, seq: seq,
+                                   status: nil, text: text, truncated: nil))
+        }
+        return out
     }
 }
 
@@ -131,6 +151,9 @@ public struct DeltaTracker: Sendable, Hashable {
     public init(lastSeen: [UUID: Int] = [:]) {
         self.lastSeen = lastSeen
     }
+
+    /// The next `seq` to deliver of `stream`.
+    public func expected(_ stream: UUID) -> Int { (lastSeen[stream] ?? -1) + 1 }
 
     /// Whether to deliver `seq` of `stream` (and records it).
     public mutating func accept(_ stream: UUID, _ seq: Int) -> Bool {

@@ -44,6 +44,21 @@ public struct ProducerStore: Sendable {
         return false
     }
 
+    /// Saved messages of a thread as a UI shows them: the `ids` given, or the newest `limit`.
+    public func messages(threadID: UUID, ids: [UUID]? = nil, limit: Int = 100, logger: Logger) async throws -> [UIMessage] {
+        let rows = try await client.query("""
+            SELECT id, role, coalesce(text, ''), status, ord, step, job_id FROM (
+                SELECT * FROM agentq.messages WHERE thread_id = \(threadID) AND (\(ids)::uuid[] IS NULL OR id = ANY(\(ids)::uuid[]))
+                 ORDER BY ord DESC, step DESC LIMIT \(limit)::int) m
+             ORDER BY ord, step
+            """, logger: logger)
+        var out: [UIMessage] = []
+        for try await (id, role, text, status, ord, step, job) in rows.decode((UUID, String, String, String, Int, Int, Int64?).self) {
+            out.append(UIMessage(id: id, role: role, text: text, status: status, ord: ord, step: step, jobID: job))
+        }
+        return out
+    }
+
     /// Job counts per queue and status.
     public func queueCounts(logger: Logger) async throws -> [(queue: String, status: String, count: Int)] {
         let rows = try await client.query("""
