@@ -28,12 +28,8 @@ struct QueueBench: AsyncParsableCommand {
         let logger = try database.makeLogger()
         do {
             let server = try database.resolve()
-            let url = server.with(database: "agentq_bench")
-            try await recreate("agentq_bench", server: server, logger: logger)
+            let url = try await BenchSupport.freshDatabase("agentq_bench", server: server, logger: logger)
             let layout = try ProjectLayout.locate()
-            try await withClient(url, statementTimeout: nil, logger: logger) { client in
-                try await Migrator(directory: layout.sqlDirectory).migrate(client, logger: logger)
-            }
             var figures: [String: JSONValue] = ["jobs": .number(Double(jobs)), "threads": .number(Double(threads)),
                                                 "worker_concurrency": .number(Double(concurrency))]
             let counts = workers.split(separator: ",").compactMap { Int($0) }
@@ -59,11 +55,7 @@ struct QueueBench: AsyncParsableCommand {
                 }
             }
             figures["ratio_enqueue_to_pgbench"] = .number((enqueue / pgbench * 100).rounded() / 100)
-            try FileManager.default.createDirectory(at: URL(fileURLWithPath: json).deletingLastPathComponent(), withIntermediateDirectories: true)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(JSONValue.object(figures)).write(to: URL(fileURLWithPath: json))
-            say("wrote \(json)")
+            try BenchSupport.write(figures, to: json)
         } catch {
             fail(describeDatabaseError(error))
         }
@@ -85,7 +77,7 @@ struct QueueBench: AsyncParsableCommand {
             _ = try await client.query("VACUUM ANALYZE agentq.jobs", logger: logger).collect()
             _ = try await client.query("VACUUM ANALYZE agentq.messages", logger: logger).collect()
         }
-        let processes = try (0..<workers).map { _ in try spawnWorker(url: url) }
+        let processes = try (0..<workers).map { _ in try BenchSupport.spawnWorker(url: url, concurrency: concurrency) }
         defer { for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) } }
         return try await withClient(url, statementTimeout: nil, logger: logger) { [jobs] client in
             while true {
@@ -101,14 +93,6 @@ struct QueueBench: AsyncParsableCommand {
                 SELECT count(*) / extract(epoch FROM max(finished_at) - min(started_at))::float8 FROM agentq.jobs
                 """, as: Double.self, logger: logger)
         }
-    }
-
-    private func spawnWorker(url: DatabaseURL) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
-        p.arguments = ["worker", "--database-url", url.libpqURL, "--concurrency", "\(concurrency)", "--log-level", "error"]
-        try p.run()
-        return p
     }
 
     /// `enqueueClients` clients call agentq.generate on random threads for `seconds`; prompts/s.
@@ -137,69 +121,29 @@ struct QueueBench: AsyncParsableCommand {
 
     /// One idle worker; each sample enqueues one prompt and waits for its job.succeeded NOTIFY.
     private func idleLatency(url: DatabaseURL, logger: Logger) async throws -> (p50: Double, p99: Double) {
-        let worker = try spawnWorker(url: url)
+        let worker = try BenchSupport.spawnWorker(url: url, concurrency: concurrency)
         defer { kill(worker.processIdentifier, SIGTERM); worker.waitUntilExit() }
-        return try await withClient(url, statementTimeout: nil, logger: logger) { [latencySamples] client in
+        try await withClient(url, statementTimeout: nil, logger: logger) { client in
             _ = try await client.query("TRUNCATE agentq.jobs RESTART IDENTITY CASCADE", logger: logger).collect()
-            while try await scalar(client, "SELECT count(*)::int FROM agentq.worker_registry WHERE waiting", as: Int.self, logger: logger) == 0 {
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            let samples = try await client.withConnection { connection in
-                try await connection.listen(on: "agentq_events") { events in
-                    var samples: [Double] = []
-                    var iterator = events.makeAsyncIterator()
-                    for _ in 0..<latencySamples {
-                        let start = ContinuousClock.now
-                        let job = try await scalar(client, "SELECT agentq.generate(null, 'ping')", as: Int64.self, logger: logger)
-                        while let note = try await iterator.next() {
-                            if let e = ThreadEvent.parse(note.payload), e.jobID == job, e.type == "job.succeeded" { break }
-                        }
-                        let elapsed = ContinuousClock.now - start
-                        samples.append(elapsed.seconds * 1000)
-                        try await Task.sleep(for: .milliseconds(20))
-                    }
-                    return samples.sorted()
-                }
-            }
-            return (samples[samples.count / 2], samples[min(samples.count - 1, samples.count * 99 / 100)])
         }
+        let samples = try await BenchSupport.latency(url: url, agent: "default", prompt: "ping", samples: latencySamples,
+                                                     logger: logger).succeeded
+        return (BenchSupport.quantile(samples, 0.5), BenchSupport.quantile(samples, 0.99))
     }
 
     /// pgbench simple-update (-N, 8 clients, 2 threads) on a scratch database of the same server.
     private func pgbenchRate(server: DatabaseURL, layout: ProjectLayout, logger: Logger) async throws -> Double {
-        try await recreate("agentq_pgbench", server: server, logger: logger)
+        try await BenchSupport.recreate("agentq_pgbench", server: server, logger: logger)
         let bin = try EmbeddedPostgres(layout: layout).run(["bin"]).trimmingCharacters(in: .whitespacesAndNewlines) + "/pgbench"
         let target = server.with(database: "agentq_pgbench").libpqURL
-        _ = try runTool(bin, ["-i", "-q", "-s", "10", target])
+        _ = try BenchSupport.runTool(bin, ["-i", "-q", "-s", "10", target])
         // -t (a transaction count), not -T: pgbench's timer signal is blocked in the signal mask a
         // Swift process hands its children, so a -T run never ends.
-        let out = try runTool(bin, ["-N", "-c", "8", "-j", "2", "-t", "\(pgbenchTransactions)", target])
+        let out = try BenchSupport.runTool(bin, ["-N", "-c", "8", "-j", "2", "-t", "\(pgbenchTransactions)", target])
         guard let line = out.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
               let tps = Double(line.dropFirst(6).split(separator: " ").first ?? "") else {
             throw AgentQueueError(.configuration, "could not read pgbench's output: \(out)")
         }
         return tps
-    }
-
-    private func runTool(_ path: String, _ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard p.terminationStatus == 0 else { throw AgentQueueError(.configuration, "\(path) failed: \(text)") }
-        return text
-    }
-
-    private func recreate(_ name: String, server: DatabaseURL, logger: Logger) async throws {
-        try await withClient(server.with(database: "postgres"), statementTimeout: nil, maximumConnections: 1, logger: logger) { client in
-            _ = try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"), logger: logger).collect()
-            _ = try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: logger).collect()
-        }
     }
 }
