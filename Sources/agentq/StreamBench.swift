@@ -44,9 +44,10 @@ struct StreamBench: AsyncParsableCommand {
                 let started = ContinuousClock.now
                 try await client.withConnection { connection in
                     try await connection.listen(on: "agentq_events") { events in
+                        let prompt = "[mock words=\(tokens) tps=\(rate)] stream"
                         _ = try await client.query("""
-                            SELECT agentq.generate(agentq.create_thread(), '[mock words=\(tokens) tps=\(rate)] stream ' || g, 'streamer')
-                              FROM generate_series(1, \(streams)) g
+                            SELECT agentq.generate(agentq.create_thread(), \(prompt) || ' ' || g, 'streamer')
+                              FROM generate_series(1, \(streams)::int) g
                             """, logger: logger).collect()
                         var finished = 0
                         for try await note in events {
@@ -86,6 +87,9 @@ struct StreamBench: AsyncParsableCommand {
                     if let got = seen["\(stream.uuidString.lowercased())/\(seq)"] { latencies.append(got.timeIntervalSince(at) * 1000) }
                 }
                 latencies.sort()
+                guard succeeded > 0 else {
+                    throw AgentQueueError(.jobFailed, "no bench generation succeeded: \(try await scalar(client, "SELECT coalesce(max(last_error), '?') FROM agentq.jobs", as: String.self, logger: logger))")
+                }
                 let totalTokens = Double(succeeded * tokens)
                 let cpuSeconds = cpuAfter.cpuSeconds - cpuBefore.cpuSeconds
                 let result: [String: JSONValue] = [

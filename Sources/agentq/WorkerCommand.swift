@@ -34,10 +34,22 @@ struct WorkerOptions: ParsableArguments {
     @Option(help: "Seconds every SQL statement may run before the server cancels it.")
     var statementTimeout: Double = 30
 
+    @Option(help: "Milliseconds between writes of streamed deltas (all live streams in one statement; sooner at a sentence end).")
+    var throttleMs: Int = 100
+
+    @Option(help: "Seconds to connect to a model's server.")
+    var llmConnectTimeout: Double = 10
+
+    @Option(help: "Seconds a model's server may stay silent mid-call (idle read timeout).")
+    var llmIdleTimeout: Double = 60
+
     func validate() throws {
         guard concurrency > 0 else { throw ValidationError("--concurrency must be at least 1") }
         guard grace >= 0, lease >= 1, pollMs >= 10, retryBaseMs >= 0, statementTimeout > 0 else {
             throw ValidationError("--grace must be >= 0, --lease >= 1, --poll-ms >= 10, --retry-base-ms >= 0, --statement-timeout > 0")
+        }
+        guard throttleMs >= 10, llmConnectTimeout > 0, llmIdleTimeout > 0 else {
+            throw ValidationError("--throttle-ms must be >= 10, --llm-connect-timeout and --llm-idle-timeout > 0")
         }
         guard queues.split(separator: ",").allSatisfy({ $0.range(of: "^[A-Za-z0-9_.-]{1,64}$", options: .regularExpression) != nil }) else {
             throw ValidationError("--queues must be comma-separated names of letters, digits, _ . -")
@@ -53,6 +65,9 @@ struct WorkerOptions: ParsableArguments {
         c.heartbeatInterval = .milliseconds(Int(lease * 1000 / 3))
         c.pollInterval = .milliseconds(pollMs)
         c.backoff = Backoff(base: .milliseconds(retryBaseMs), cap: .milliseconds(Int(retryCap * 1000)))
+        c.streamThrottle = .milliseconds(throttleMs)
+        c.llmConnectTimeout = .milliseconds(Int(llmConnectTimeout * 1000))
+        c.llmIdleTimeout = .milliseconds(Int(llmIdleTimeout * 1000))
         return c
     }
 

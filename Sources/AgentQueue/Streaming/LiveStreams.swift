@@ -40,9 +40,13 @@ public final class LiveStreams: Sendable {
 
     /// Appends text a model produced; wakes the tick loop when a write may be due.
     public func append(_ text: String, to stream: UUID) {
+        let now = ContinuousClock.now
+        // Wake when the first text starts waiting (the loop then sleeps out the throttle) or a
+        // write is due now.
         let due = state.withLock { s -> Bool in
+            let wasIdle = s.buffer.timeUntilDue(now: now) == nil
             s.buffer.append(text, to: stream)
-            return s.buffer.isDue(now: .now)
+            return wasIdle || s.buffer.isDue(now: now)
         }
         if due { wake.yield() }
     }

@@ -1,4 +1,4 @@
-import AgentQueue
+@testable import AgentQueue
 import Testing
 
 @Suite struct SSEParserTests {
@@ -110,5 +110,23 @@ import Testing
         #expect(b.finish(3) == nil)
         #expect(b.nextSeq(of: 4) == 1)
         #expect(b.openStreams == 999)
+    }
+
+    @Test func aFailedWriteIsPutBackWithItsSeqAheadOfNewText() {
+        var b = StreamDeltaBuffer<Int>(throttle: .milliseconds(100))
+        let t0 = ContinuousClock.now
+        b.open(1)
+        b.append("one ", to: 1)
+        let failed = b.takeTick(now: t0)
+        #expect(b.timeUntilDue(now: t0) == nil)                   // nothing waits after a tick
+        b.append("two", to: 1)
+        b.putBack(failed)
+        #expect(b.timeUntilDue(now: t0 + .milliseconds(40)) == .milliseconds(60))
+        let retried = b.takeTick(now: t0 + .milliseconds(100))
+        #expect(retried == [.init(stream: 1, seq: 0, text: "one two")])
+        b.append("three.", to: 1)
+        #expect(b.isDue(now: t0 + .milliseconds(101)))
+        #expect(b.finish(1) == .init(stream: 1, seq: 1, text: "three."))
+        #expect(!b.isDue(now: t0 + .milliseconds(500)) && b.timeUntilDue(now: t0) == nil)   // counters follow the finish
     }
 }
