@@ -34,10 +34,13 @@ struct QueueBench: AsyncParsableCommand {
                                                 "worker_concurrency": .number(Double(concurrency))]
             let counts = workers.split(separator: ",").compactMap { Int($0) }
             for n in counts {
-                let rate = try await drain(url: url, workers: n, logger: logger)
+                let rate = try await drain(url: url, workers: n, streaming: true, logger: logger)
                 figures["drain_\(n)_workers_jobs_per_s"] = .number(rate.rounded())
                 say(String(format: "drain %d worker%@          %8.0f jobs/s  (%d jobs, %d threads)", n, n == 1 ? " " : "s", rate, jobs, threads))
             }
+            let unstreamed = try await drain(url: url, workers: 2, streaming: false, logger: logger)
+            figures["drain_2_workers_stream_off_jobs_per_s"] = .number(unstreamed.rounded())
+            say(String(format: "drain 2 workers, stream off %6.0f jobs/s  (options.stream.enabled = false)", unstreamed))
             let enqueue = try await enqueueRate(url: url, logger: logger)
             figures["enqueue_prompts_per_s"] = .number(enqueue.rounded())
             say(String(format: "enqueue (%d SQL clients)   %8.0f prompts/s", enqueueClients, enqueue))
@@ -62,15 +65,16 @@ struct QueueBench: AsyncParsableCommand {
     }
 
     /// Pre-enqueues the jobs, then drains them with `workers` processes; jobs/s from first start to last finish.
-    private func drain(url: DatabaseURL, workers: Int, logger: Logger) async throws -> Double {
+    private func drain(url: DatabaseURL, workers: Int, streaming: Bool, logger: Logger) async throws -> Double {
+        let extra: JSONValue = streaming ? .object([:]) : .object(["stream": .object(["enabled": .bool(false)])])
         try await withClient(url, statementTimeout: nil, logger: logger) { [jobs, threads] client in
-            _ = try await client.query("TRUNCATE agentq.jobs, agentq.messages, agentq.threads, agentq.usage, agentq.worker_registry RESTART IDENTITY CASCADE", logger: logger).collect()
+            _ = try await client.query("TRUNCATE agentq.jobs, agentq.messages, agentq.threads, agentq.usage, agentq.streams, agentq.worker_registry RESTART IDENTITY CASCADE", logger: logger).collect()
             _ = try await client.query("""
                 INSERT INTO agentq.threads (user_id) SELECT 'bench-' || g FROM generate_series(1, \(threads)) g
                 """, logger: logger).collect()
             _ = try await client.query("""
                 INSERT INTO agentq.jobs (thread_id, options)
-                SELECT t.id, jsonb_build_object('prompt', 'bench prompt ' || g)
+                SELECT t.id, jsonb_build_object('prompt', 'bench prompt ' || g) || \(extra.jsonString)::jsonb
                   FROM generate_series(1, \(jobs)) g
                   JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM agentq.threads) t ON t.n = g % \(threads)
                 """, logger: logger).collect()

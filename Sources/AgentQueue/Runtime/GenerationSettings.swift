@@ -16,6 +16,9 @@ public struct GenerationSettings: Sendable, Hashable {
     public var logRaw: Bool
     /// The JSON Schema of `generate_object`, when the answer must be an object.
     public var schema: JSONValue?
+    /// `stream.enabled` (default true): false saves the reply at the end, with no pending message,
+    /// stream or deltas (fewer writes and events for replies nobody watches live).
+    public var streamEnabled: Bool
 
     /// Merges the three layers; `defaultRecent` is the `recent_messages` setting.
     public init(agent: AgentRecord, threadOptions: JSONValue?, jobOptions: JSONValue, defaultRecent: Int = 100,
@@ -39,8 +42,9 @@ public struct GenerationSettings: Sendable, Hashable {
         maxTokens = merged["max_tokens"]?.intValue
         logRaw = merged["log_raw"]?.boolValue ?? false
         schema = jobOptions["schema"]
+        streamEnabled = merged["stream"]?["enabled"]?.boolValue ?? true
     }
 
     /// Whether the reply streams into a pending message with deltas.
-    public var streams: Bool { saveMessages != "none" }
+    public var streams: Bool { saveMessages != "none" && streamEnabled }
 }
