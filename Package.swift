@@ -50,7 +50,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AgentQueueTests",
-            dependencies: ["AgentQueue"]
+            dependencies: ["AgentQueue", .product(name: "AsyncHTTPClient", package: "async-http-client")]
         ),
     ],
     swiftLanguageModes: [.v6]

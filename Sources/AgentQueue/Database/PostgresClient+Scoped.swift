@@ -8,7 +8,11 @@ extension PostgresClient {
                                                 _ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { await client.run(); return nil }
+            // The body waits until the run task is about to call run() (whose first step marks the
+            // pool running): a lease before that only logs a warning, but on every CLI call.
+            let (started, signal) = AsyncStream.makeStream(of: Void.self)
+            group.addTask { signal.finish(); await client.run(); return nil }
+            for await _ in started {}
             defer { group.cancelAll() }
             return try await body(client)
         }

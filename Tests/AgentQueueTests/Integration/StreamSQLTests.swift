@@ -58,4 +58,41 @@ import Testing
             #expect(try await client.scalar("SELECT count(*)::int FROM agentq.stream_deltas") == 50)
         }
     }
+
+    @Test func finishEndsTheStreamWithItsMessageAndPruneDropsOnlyEndedStreamsDeltas() async throws {
+        try await TestDatabase.with("stream_finish") { client, _ in
+            let jobs = JobStore(client: client, workerID: "w")
+            let streams = StreamStore(client: client, workerID: "w")
+            try await client.run("SELECT agentq.generate(null, 'p' || g) FROM generate_series(1, 2) g")
+            let claimed = try await jobs.claim(queues: ["default"], limit: 2, lease: .seconds(30), logger: TestDatabase.logger)
+            let (done, live) = (claimed[0], claimed[1])
+            let openings = [done, live].map { StreamStore.Opening(jobID: $0.id, attempt: $0.attempt, model: "m", provider: "mock") }
+            _ = try await streams.open(openings, logger: TestDatabase.logger)
+            _ = try await streams.write(openings.map { .init(streamID: $0.streamID, attempt: 1, seq: 0, text: "Hel") },
+                                        logger: TestDatabase.logger)
+            let message = NewMessage(id: openings[0].messageID, text: "Hello", model: "m", provider: "mock",
+                                     usage: TokenUsage(promptTokens: 1, completionTokens: 1), finishReason: "stop", agentName: "default")
+            let item = FinishItem(jobID: done.id, attempt: done.attempt, outcome: .succeeded,
+                                  result: JobResultPayload(text: "Hello", messageIDs: [message.id], usage: nil), messages: [message],
+                                  stream: .init(streamID: openings[0].streamID, seq: 1, delta: "lo"))
+            #expect(try await jobs.finish([item], logger: TestDatabase.logger)[done.id] == true)
+            // The pending message became the reply (same id, no second row), the last delta landed, the stream ended.
+            let rows = try await client.rows("""
+                SELECT id, status, text FROM agentq.messages WHERE job_id = \(done.id) AND role = 'assistant'
+                """, as: (UUID, String, String).self)
+            #expect(rows.count == 1 && rows[0].0 == message.id && rows[0].1 == "success" && rows[0].2 == "Hello")
+            #expect(try await client.scalar("SELECT status || ' ' || last_seq FROM agentq.streams WHERE id = \(openings[0].streamID)")
+                    == "finished 1")
+            #expect(try await client.scalar("""
+                SELECT string_agg(text, '' ORDER BY seq) FROM agentq.stream_deltas WHERE stream_id = \(openings[0].streamID)
+                """) == "Hello")
+            // Past delta_retention, an ended stream's deltas go; a live stream's stay.
+            try await client.run("UPDATE agentq.streams SET updated_at = now() - interval '2 days'")
+            let pruned: String = try await client.scalar("SELECT agentq.prune(1000)::text")
+            #expect(pruned.contains("\"deltas\": 2"))
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.stream_deltas WHERE stream_id = \(openings[1].streamID)") == 1)
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.stream_deltas WHERE stream_id = \(openings[0].streamID)") == 0)
+        }
+    }
 }
+

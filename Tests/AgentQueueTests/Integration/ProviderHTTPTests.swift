@@ -1,0 +1,94 @@
+import AgentQueue
+import AsyncHTTPClient
+import Foundation
+import Synchronization
+import Testing
+
+/// The `openai` provider against a real `agentq mock-llm` over HTTP: streamed and whole replies,
+/// embeddings, and how each fault is classified.
+@Suite struct ProviderHTTPTests {
+    static func withModel(stream: Bool = true, headerTimeout: Duration = .seconds(10),
+                          _ body: @Sendable (OpenAIModel) async throws -> Void) async throws {
+        let mock = try await MockLLMProcess()
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(5))
+        let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        do {
+            try await body(OpenAIModel(http: http, endpoint: .init(baseURL: mock.baseURL, apiKeyEnv: "AGENTQ_TEST_NO_SUCH_KEY",
+                                                                   stream: stream, headerTimeout: headerTimeout)))
+        } catch {
+            try await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+    }
+
+    static func request(_ prompt: String) -> ChatRequest {
+        ChatRequest(model: "mock", instructions: "be brief", messages: [ChatMessage(role: "user", text: prompt)], attempt: 1)
+    }
+
+    @Test func streamedAndWholeRepliesCarryTextAndUsage() async throws {
+        for stream in [true, false] {
+            try await Self.withModel(stream: stream) { model in
+                let pieces = Mutex<[String]>([])
+                let reply = try await model.complete(Self.request("[mock words=12] go")) { t in pieces.withLock { $0.append(t) } }
+                #expect(reply.text == "alpha bravo charlie delta echo foxtrot golf hotel india juliet alpha bravo")
+                #expect(pieces.withLock { $0.joined() } == reply.text)
+                #expect(pieces.withLock { $0.count } == (stream ? 12 : 1))
+                #expect(reply.usage == TokenUsage(promptTokens: 5, completionTokens: 12) && reply.finishReason == "stop")
+            }
+        }
+    }
+
+    @Test func toolCallsAreAssembledFromStreamedFragments() async throws {
+        try await Self.withModel { model in
+            let reply = try await model.complete(Self.request(#"[mock tool=weather args='{"city": "Oslo"}'] weather?"#))
+            #expect(reply.finishReason == "tool_calls")
+            #expect(reply.toolCalls.map(\.name) == ["weather"] && reply.toolCalls.first?.arguments == #"{"city": "Oslo"}"#)
+        }
+    }
+
+    @Test func embeddingsComeBackInInputOrder() async throws {
+        try await Self.withModel { model in
+            let (vectors, tokens) = try await model.embed(model: "mock-embed", inputs: ["red apple", "green apple", "fast car"])
+            #expect(vectors.count == 3 && vectors.allSatisfy { $0.count == 16 } && tokens == 6)
+            func cosine(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).reduce(0) { $0 + $1.0 * $1.1 } }
+            #expect(cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]))
+        }
+    }
+
+    @Test func faultsAreClassifiedForTheRetryDecision() async throws {
+        try await Self.withModel(headerTimeout: .seconds(1)) { model in
+            func failure(_ prompt: String) async -> GenerationError? {
+                do { _ = try await model.complete(Self.request(prompt)); return nil } catch { return error as? GenerationError }
+            }
+            let limited = await failure("[mock fail=1 fault=429 retry_after=7] a")
+            #expect(limited?.kind == .transient && limited?.retryableCall == true && limited?.retryAfter == .seconds(7))
+            #expect(limited?.message.contains("HTTP 429") == true)
+            let server = await failure("[mock fail=1 fault=500] b")
+            #expect(server?.kind == .transient && server?.retryableCall == true)
+            let cut = await failure("[mock fail=1 fault=cut words=10] c")
+            #expect(cut?.kind == .transient && cut?.retryableCall == false)   // text was streamed: the job retries
+            #expect(cut?.message.contains("cut") == true)
+            let bad = await failure("[mock fail=permanent] d")
+            #expect(bad?.kind == .permanent && bad?.message.contains("HTTP 400") == true)
+            let hang = await failure("[mock fail=1 fault=hang] e")
+            #expect(hang?.kind == .transient && hang?.retryableCall == true)
+            // The same prompt after its scripted failures: answered.
+            let answered = try await model.complete(Self.request("[mock fail=1 fault=500] b"))
+            #expect(!answered.text.isEmpty)
+        }
+    }
+
+    @Test func anUnreachableServerIsATransientRetryableFault() async throws {
+        let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+        let model = OpenAIModel(http: http, endpoint: .init(baseURL: "http://127.0.0.1:9/v1", apiKeyEnv: nil))
+        do {
+            _ = try await model.complete(Self.request("x"))
+            Issue.record("a call to a closed port succeeded")
+        } catch let error as GenerationError {
+            #expect(error.kind == .transient && error.retryableCall && error.message.contains("could not reach the model"))
+        }
+        try await http.shutdown()
+    }
+}
