@@ -89,8 +89,9 @@ enum BenchSupport {
                 try await Task.sleep(for: .milliseconds(50))
             }
             return try await client.withConnection { connection in
-                _ = try await connection.query("SELECT agentq.listen(NULL)", logger: logger).collect()
                 return try await connection.listen(on: "agentq_events") { events in
+                    // Registered after PostgresNIO listens (see ThreadFollower), so producers send their events too.
+                    _ = try await connection.query("SELECT agentq.listen(NULL)", logger: logger).collect()
                     var first: [Double] = [], done: [Double] = []
                     var iterator = events.makeAsyncIterator()
                     for _ in 0..<samples {

@@ -47,33 +47,43 @@ public struct ThreadFollower: Sendable {
         while !Task.isCancelled {
             do {
                 try await client.withConnection { conn in
-                    let (started, channel) = try await Self.register(conn, threadID, logger: logger)
+                    // PostgresNIO must LISTEN first: a notification on a channel it is still starting
+                    // to listen on is a fatal error in its state machine, and agentq.listen() LISTENs
+                    // too. So the registration (for enqueue-time events) runs once PostgresNIO listens.
+                    let channel = try await Self.channel(conn, threadID, logger: logger)
                     try await conn.listen(on: channel) { notes in
+                        let started = try await Self.register(conn, threadID, logger: logger)
                         if let from = since, let threadID {
                             for e in try await catchUp(conn, thread: threadID, since: from, tracker: &tracker) { out.yield(e) }
                         }
                         since = started
                         if !readyDone { readyDone = true; try await ready() }
-                        for try await note in notes {
-                            guard var event = ThreadEvent.parse(note.payload) else { continue }
-                            if event.type == "stream.delta", let stream = event.streamID, let seq = event.seq {
-                                let expected = tracker.expected(stream)
-                                if seq < expected { continue }
-                                // Joined mid-stream (or a gap): the missing deltas come from their rows first.
-                                if seq > expected {
-                                    for var missed in try await Self.deltas(conn, stream, from: expected, to: seq - 1, logger: logger)
-                                        where tracker.accept(stream, missed.seq ?? -1) {
-                                        missed.threadID = event.threadID; missed.jobID = event.jobID; missed.messageID = event.messageID
-                                        out.yield(missed)
+                        do {
+                            for try await note in notes {
+                                guard var event = ThreadEvent.parse(note.payload) else { continue }
+                                if event.type == "stream.delta", let stream = event.streamID, let seq = event.seq {
+                                    let expected = tracker.expected(stream)
+                                    if seq < expected { continue }
+                                    // Joined mid-stream (or a gap): the missing deltas come from their rows first.
+                                    if seq > expected {
+                                        for var missed in try await Self.deltas(conn, stream, from: expected, to: seq - 1, logger: logger)
+                                            where tracker.accept(stream, missed.seq ?? -1) {
+                                            missed.threadID = event.threadID; missed.jobID = event.jobID; missed.messageID = event.messageID
+                                            out.yield(missed)
+                                        }
+                                    }
+                                    guard tracker.accept(stream, seq) else { continue }
+                                    if event.truncated == true {
+                                        event.text = try await Self.deltas(conn, stream, from: seq, to: seq, logger: logger).first?.text ?? ""
+                                        event.truncated = nil
                                     }
                                 }
-                                guard tracker.accept(stream, seq) else { continue }
-                                if event.truncated == true {
-                                    event.text = try await Self.deltas(conn, stream, from: seq, to: seq, logger: logger).first?.text ?? ""
-                                    event.truncated = nil
-                                }
+                                out.yield(event)
                             }
-                            out.yield(event)
+                        } catch is CancellationError {
+                            // The reader is done: forget the registration (a dead session's is pruned).
+                            _ = try? await conn.query("SELECT agentq.unlisten(\(threadID))", logger: logger).collect()
+                            throw CancellationError()
                         }
                     }
                 }
@@ -120,13 +130,20 @@ public struct ThreadFollower: Sendable {
         return events
     }
 
-    /// Registers the session as a listener (so enqueue-time events are sent); returns the server's
-    /// time and the channel to LISTEN on.
-    private static func register(_ conn: PostgresConnection, _ thread: UUID?, logger: Logger) async throws -> (Date, String) {
-        let rows = try await conn.query("""
-            SELECT now(), coalesce(agentq.thread_channel(\(thread)), 'agentq_events') FROM agentq.listen(\(thread))
-            """, logger: logger)
-        for try await row in rows.decode((Date, String).self) { return row }
+    /// The channel of the thread (or `agentq_events`).
+    private static func channel(_ conn: PostgresConnection, _ thread: UUID?, logger: Logger) async throws -> String {
+        for try await c in try await conn.query("""
+            SELECT coalesce(agentq.thread_channel(\(thread)), 'agentq_events')
+            """, logger: logger).decode(String.self) { return c }
+        throw AgentQueueError(.notFound, "agentq.thread_channel returned nothing")
+    }
+
+    /// Registers the session as a listener (so producers send enqueue-time events); returns the
+    /// server's time.
+    private static func register(_ conn: PostgresConnection, _ thread: UUID?, logger: Logger) async throws -> Date {
+        for try await d in try await conn.query("SELECT now() FROM agentq.listen(\(thread))", logger: logger).decode(Date.self) {
+            return d
+        }
         throw AgentQueueError(.notFound, "agentq.listen returned nothing")
     }
 

@@ -12,8 +12,10 @@ import Testing
                        _ start: @Sendable @escaping () async throws -> Void) async throws -> [ThreadEvent] {
         let channel: String = try await client.scalar("SELECT agentq.thread_channel(\(thread))")
         return try await client.withConnection { conn in
-            _ = try await conn.query("SELECT agentq.listen(\(thread))", logger: TestDatabase.logger).collect()
             return try await conn.listen(on: channel) { notes in
+                // Registered once PostgresNIO listens: it treats a notification on a channel it is still
+                // starting to listen on as a fatal error.
+                _ = try await conn.query("SELECT agentq.listen(\(thread))", logger: TestDatabase.logger).collect()
                 try await start()
                 return try await withThrowingTaskGroup(of: [ThreadEvent]?.self) { group in
                     group.addTask {

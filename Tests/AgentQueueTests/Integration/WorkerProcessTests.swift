@@ -130,8 +130,8 @@ import Testing
             let channel: String = try await client.scalar("SELECT agentq.thread_channel(\(thread))")
             let worker = try WorkerProcess(url: url)
             let types = try await client.withConnection { conn in
-                _ = try await conn.query("SELECT agentq.listen(\(thread))", logger: TestDatabase.logger).collect()
                 return try await conn.listen(on: channel) { events in
+                    _ = try await conn.query("SELECT agentq.listen(\(thread))", logger: TestDatabase.logger).collect()
                     _ = try await client.query("SELECT agentq.generate(\(thread), 'hello')", logger: TestDatabase.logger).collect()
                     var seen: [String] = []
                     for try await note in events {
