@@ -4,19 +4,6 @@ import PostgresNIO
 import Testing
 
 @Suite struct SQLAPITests {
-    /// Runs `sql` expecting an error with `state`; returns its message.
-    @discardableResult
-    func expectError(_ client: PostgresClient, _ sql: PostgresQuery, _ state: String) async -> String {
-        do {
-            try await client.run(sql)
-            Issue.record("expected SQLSTATE \(state) from \(sql.sql)")
-            return ""
-        } catch {
-            #expect(sqlState(of: error) == state, "\(describeDatabaseError(error))")
-            return describeDatabaseError(error)
-        }
-    }
-
     @Test func badInputRaisesDocumentedErrorsAndEnqueuesNothing() async throws {
         try await TestDatabase.with("sql_bad_input") { client, _ in
             let thread: UUID = try await client.scalar("SELECT agentq.create_thread('u1')")

@@ -2,6 +2,7 @@ import AgentQueue
 import Foundation
 import Logging
 import PostgresNIO
+import Testing
 
 /// A fresh, migrated database of its own for one test, on the real embedded PostgreSQL (or the server
 /// of AGENTQ_TEST_DATABASE_URL / DATABASE_URL). Dropped afterwards.
@@ -105,4 +106,17 @@ func eventually(timeout: Duration = .seconds(60), _ what: String = "condition",
         try await Task.sleep(for: .milliseconds(50))
     }
     throw TestFailure("timed out waiting for \(what)")
+}
+
+/// Runs `sql` expecting an error with SQLSTATE `state`; returns its message.
+@discardableResult
+func expectError(_ client: PostgresClient, _ sql: PostgresQuery, _ state: String) async -> String {
+    do {
+        try await client.run(sql)
+        Issue.record("expected SQLSTATE \(state) from \(sql.sql)")
+        return ""
+    } catch {
+        #expect(sqlState(of: error) == state, "\(describeDatabaseError(error))")
+        return describeDatabaseError(error)
+    }
 }
