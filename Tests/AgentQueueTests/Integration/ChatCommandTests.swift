@@ -9,10 +9,8 @@ import Testing
     @Test func ctrlCCancelsTheRunningReplyAndTheConversationGoesOn() async throws {
         try await TestDatabase.with("cli_chat") { client, url in
             let worker = try WorkerProcess(url: url)
-            let bin = try ProcessInfo.processInfo.environment["AGENTQ_BIN"]
-                ?? ProjectLayout.locate().root.appendingPathComponent(".build/debug/agentq").path
             let chat = Process()
-            chat.executableURL = URL(fileURLWithPath: bin)
+            chat.executableURL = URL(fileURLWithPath: try agentqBinary())
             chat.arguments = ["chat", "--database-url", url.libpqURL]
             let (input, output) = (Pipe(), Pipe())
             chat.standardInput = input

@@ -67,17 +67,8 @@ import Testing
                 #expect(!plan.contains("Seq Scan on jobs"), "\(view):\n\(plan)")
             }
             // agentq status prints them.
-            let bin = try ProcessInfo.processInfo.environment["AGENTQ_BIN"]
-                ?? ProjectLayout.locate().root.appendingPathComponent(".build/debug/agentq").path
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: bin)
-            p.arguments = ["status", "--database-url", url.libpqURL]
-            let out = Pipe()
-            p.standardOutput = out
-            try p.run()
-            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            #expect(p.terminationStatus == 0)
+            let (status, text, _) = try runAgentq(["status", "--database-url", url.libpqURL])
+            #expect(status == 0)
             #expect(text.contains("queues\nqueue   | status    | jobs | blocked"))
             #expect(text.contains("w1 | box  | 42  | 8           | 1"))
             #expect(text.contains("boom"))
@@ -88,17 +79,8 @@ import Testing
         try await TestDatabase.with("dash_top") { client, url in
             let ids = try await client.rows("SELECT agentq.generate(null, 'p' || g) FROM generate_series(1, 3) g", as: Int64.self)
             try await client.run("UPDATE agentq.jobs SET status = 'succeeded', finished_at = now() WHERE id = ANY(\(ids))")
-            let bin = try ProcessInfo.processInfo.environment["AGENTQ_BIN"]
-                ?? ProjectLayout.locate().root.appendingPathComponent(".build/debug/agentq").path
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: bin)
-            p.arguments = ["top", "--database-url", url.libpqURL, "--iterations", "2", "--interval", "0.1"]
-            let out = Pipe()
-            p.standardOutput = out
-            try p.run()
-            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            #expect(p.terminationStatus == 0)
+            let (status, text, _) = try runAgentq(["top", "--database-url", url.libpqURL, "--iterations", "2", "--interval", "0.1"])
+            #expect(status == 0)
             #expect(text.components(separatedBy: "\u{1B}[H\u{1B}[2J").count == 3, "two frames")
             #expect(text.contains("█  (3 in the last 5 s)"))
             #expect(text.contains("latest failures"))

@@ -274,19 +274,8 @@ extension StreamedGenerationTests {
     @Test func theSendCommandPrintsTheStreamedReplyAndFailsWithTheError() async throws {
         try await TestDatabase.with("stream_cli") { client, url in
             let worker = try WorkerProcess(url: url)
-            let bin = try ProcessInfo.processInfo.environment["AGENTQ_BIN"]
-                ?? ProjectLayout.locate().root.appendingPathComponent(".build/debug/agentq").path
             func send(_ prompt: String) throws -> (Int32, String, String) {
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: bin)
-                p.arguments = ["send", "--database-url", url.libpqURL, "--timeout", "30", prompt]
-                let (out, err) = (Pipe(), Pipe())
-                p.standardOutput = out
-                p.standardError = err
-                try p.run()
-                let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-                p.waitUntilExit()
-                return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+                try runAgentq(["send", "--database-url", url.libpqURL, "--timeout", "30", prompt])
             }
             let (ok, out, err) = try send("[mock words=30 tps=100] stream it")
             #expect(ok == 0, "\(err)")

@@ -8,9 +8,7 @@ final class MockLLMProcess: @unchecked Sendable {   // Process is used from one 
     let port: Int
 
     init() async throws {
-        let root = try ProjectLayout.locate().root
-        let bin = ProcessInfo.processInfo.environment["AGENTQ_BIN"] ?? root.appendingPathComponent(".build/debug/agentq").path
-        process.executableURL = URL(fileURLWithPath: bin)
+        process.executableURL = URL(fileURLWithPath: try agentqBinary())
         process.arguments = ["mock-llm", "--port", "0"]
         let pipe = Pipe()
         process.standardOutput = pipe

@@ -7,11 +7,7 @@ final class WorkerProcess: @unchecked Sendable {   // Process is used from one t
     let logURL: URL
 
     init(url: DatabaseURL, arguments: [String] = []) throws {
-        let root = try ProjectLayout.locate().root
-        let bin = ProcessInfo.processInfo.environment["AGENTQ_BIN"] ?? root.appendingPathComponent(".build/debug/agentq").path
-        guard FileManager.default.isExecutableFile(atPath: bin) else {
-            throw TestFailure("agentq binary not found at \(bin): run `swift build --product agentq` (scripts/test does)")
-        }
+        let bin = try agentqBinary()
         process.executableURL = URL(fileURLWithPath: bin)
         process.arguments = ["worker", "--database-url", url.libpqURL, "--poll-ms", "100", "--log-level", "warning"] + arguments
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("agentq-worker-\(UUID()).log")
@@ -38,4 +34,28 @@ final class WorkerProcess: @unchecked Sendable {   // Process is used from one t
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         try? FileManager.default.removeItem(at: logURL)
     }
+}
+
+/// The built `agentq` binary (AGENTQ_BIN, else .build/debug/agentq).
+func agentqBinary() throws -> String {
+    let bin = try ProcessInfo.processInfo.environment["AGENTQ_BIN"]
+        ?? ProjectLayout.locate().root.appendingPathComponent(".build/debug/agentq").path
+    guard FileManager.default.isExecutableFile(atPath: bin) else {
+        throw TestFailure("agentq binary not found at \(bin): run `swift build --product agentq` (scripts/test does)")
+    }
+    return bin
+}
+
+/// Runs `agentq` with `arguments` to its end; its exit status, stdout and stderr.
+func runAgentq(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: try agentqBinary())
+    p.arguments = arguments
+    let (out, err) = (Pipe(), Pipe())
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
