@@ -247,4 +247,11 @@ create unlogged table if not exists agentq.listeners (
     primary key (channel, pid)
 );
 
+-- Paused queues: workers claim nothing from them until they are resumed (running jobs go on).
+create table if not exists agentq.queue_pauses (
+    queue     text primary key,
+    paused_at timestamptz not null default now(),
+    reason    text
+);
+
 insert into agentq.schema_migrations (version, name) values ('001', 'schema') on conflict (version) do nothing;

@@ -17,13 +17,55 @@ $$;
 create or replace function agentq.deregister_worker(p_id text) returns void
 language sql as $$ delete from agentq.worker_registry where id = p_id $$;
 
+-- Ends the live streams of jobs whose attempt did not succeed: each pending message fails with its
+-- error and keeps the text its deltas hold; each stream aborts with its reason. Returns the events
+-- (message.updated, stream.aborted) for the caller to send in its transaction.
+create or replace function agentq.end_streams(p_job_ids bigint[], p_reasons text[], p_errors text[])
+returns jsonb[] language plpgsql as $$
+declare
+    events jsonb[];
+    more jsonb[];
+begin
+    with e as (
+        select * from unnest(p_job_ids, p_reasons, p_errors) as x(job_id, reason, error)),
+    partial as (
+        select m.id, e.job_id, e.error,
+               (select string_agg(sd.text, '' order by sd.seq)
+                  from agentq.streams s join agentq.stream_deltas sd on sd.stream_id = s.id
+                 where s.message_id = m.id) as text
+          from e join agentq.messages m on m.job_id = e.job_id and m.status = 'pending'),
+    failed as (
+        update agentq.messages m
+           set status = 'failed', error = p.error, updated_at = now(),
+               text = case when coalesce(m.text, '') = '' then coalesce(p.text, '') else m.text end,
+               content = case when coalesce(m.text, '') = '' and coalesce(p.text, '') <> ''
+                              then jsonb_build_array(jsonb_build_object('type', 'text', 'text', p.text))
+                              else m.content end
+          from partial p
+         where m.id = p.id
+        returning m.id, m.thread_id, m.job_id)
+    select coalesce(array_agg(jsonb_build_object('type', 'message.updated', 'thread_id', f.thread_id, 'message_id', f.id,
+                                                 'job_id', f.job_id, 'status', 'failed') order by f.job_id), '{}')
+      into events from failed f;
+    with e as (
+        select * from unnest(p_job_ids, p_reasons) as x(job_id, reason)),
+    aborted as (
+        update agentq.streams s set status = 'aborted', abort_reason = e.reason, updated_at = now()
+          from e where s.job_id = e.job_id and s.status = 'streaming'
+        returning s.id, s.thread_id, s.job_id, s.message_id, e.reason)
+    select coalesce(array_agg(jsonb_build_object('type', 'stream.aborted', 'thread_id', a.thread_id, 'job_id', a.job_id,
+                                                 'message_id', a.message_id, 'stream_id', a.id, 'status', 'aborted',
+                                                 'text', a.reason) order by a.job_id), '{}')
+      into more from aborted a;
+    return events || more;
+end $$;
+
 -- Takes back jobs whose lease expired (their worker died or stalled): requeued with the attempt
 -- counted, failed when attempts are used up, cancelled when a cancel was requested. Their pending
--- messages fail and their streams abort. Threads locked by others are skipped until the next call.
+-- messages fail keeping the text their deltas hold, and their streams abort. Threads locked by others are skipped until the next call.
 create or replace function agentq.take_back_expired(p_limit int default 100) returns int
 language plpgsql as $$
 declare
-    cand record;
     thread_ids uuid[];
     ended_threads uuid[];
     n int := 0;
@@ -60,10 +102,7 @@ begin
         returning jb.id, jb.thread_id, jb.status
     loop
         n := n + 1;
-        update agentq.messages set status = 'failed', error = 'lease expired', updated_at = now()
-         where job_id = j.id and status = 'pending';
-        update agentq.streams set status = 'aborted', abort_reason = 'timeout', updated_at = now()
-         where job_id = j.id and status = 'streaming';
+        perform agentq.emit_all(agentq.end_streams(array[j.id], array['timeout'], array['lease expired']));
         if j.status <> 'queued' and j.thread_id is not null then
             ended_threads := ended_threads || j.thread_id;
         end if;
@@ -79,7 +118,8 @@ end $$;
 
 -- Claims up to p_limit runnable jobs for a worker, walking its queues in the order given, after taking
 -- back expired leases. Each queue's claim is the CTE-fenced SKIP LOCKED statement on the jobs_claim
--- index. Marks the worker `waiting` when it got fewer jobs than it asked for (producers then NOTIFY it).
+-- index; paused queues (agentq.pause_queue) are skipped. Marks the worker `waiting` when it got fewer
+-- jobs than it asked for (producers then NOTIFY it).
 create or replace function agentq.claim(p_worker text, p_queues text[], p_limit int, p_lease interval)
 returns setof agentq.jobs language plpgsql
 set plan_cache_mode = force_custom_plan as $$
@@ -93,6 +133,7 @@ begin
     end if;
     foreach q in array p_queues loop
         exit when cardinality(claimed) >= p_limit;
+        continue when exists (select 1 from agentq.queue_pauses p where p.queue = q);
         with c as (
             select id from agentq.jobs
              where status = 'queued' and not blocked and queue = q and run_at <= now()
@@ -154,16 +195,23 @@ returns text language sql immutable as $$
         else 'queued' end
 $$;
 
--- One item of finish_jobs, parsed.
+-- One item of finish_jobs, parsed. `stream`: {"stream_id", "seq", "delta"} (the job's last, unwritten
+-- delta); `llm_calls`: raw calls to keep when the agent sets log_raw ([{"provider", "model", "url",
+-- "request", "response", "http_status", "error", "duration_ms"}]).
 do $$ begin
     if not exists (select 1 from pg_type t join pg_namespace n on n.oid = t.typnamespace
                     where n.nspname = 'agentq' and t.typname = 'finish_item') then
         create type agentq.finish_item as (
             job_id bigint, attempt int, outcome text, error text, retry_at timestamptz, result jsonb,
-            messages jsonb, usage jsonb, thread_id uuid, user_id text, agent_name text, prompt_message_id uuid);
+            messages jsonb, usage jsonb, thread_id uuid, user_id text, agent_name text, prompt_message_id uuid,
+            stream jsonb, llm_calls jsonb);
     end if;
 end $$;
 
+-- Ends held jobs in one transaction per batch, fenced. A success's streamed reply turns its pending
+-- message into the final one and finishes its stream with its last delta, so a reader never sees a
+-- finished stream without its text; any other outcome keeps what was streamed on a failed message
+-- and aborts the stream.
 create or replace function agentq.finish_jobs(p_worker text, p_items jsonb)
 returns table (job_id bigint, applied boolean) language plpgsql
 set lock_timeout = '5s'   -- a producer's open transaction on a thread fails the flush fast; it is retried
@@ -173,15 +221,17 @@ declare
     items agentq.finish_item[];
     applied_ids bigint[];
     ended_threads uuid[];
+    finalized uuid[];
     events jsonb[];
     more jsonb[];
 begin
     select coalesce(array_agg(row(x.job_id, x.attempt, x.outcome, x.error, x.retry_at, x.result, x.messages, x.usage,
-                                  jb.thread_id, jb.user_id, jb.agent_name, jb.prompt_message_id)::agentq.finish_item
+                                  jb.thread_id, jb.user_id, jb.agent_name, jb.prompt_message_id, x.stream, x.llm_calls)::agentq.finish_item
                               order by x.job_id), '{}')
       into items
       from jsonb_to_recordset(p_items) as x(job_id bigint, attempt int, outcome text, error text,
-                                            retry_at timestamptz, result jsonb, messages jsonb, usage jsonb)
+                                            retry_at timestamptz, result jsonb, messages jsonb, usage jsonb, stream jsonb,
+                                            llm_calls jsonb)
       left join agentq.jobs jb on jb.id = x.job_id;
 
     -- Lock order: threads first.
@@ -210,21 +260,58 @@ begin
       into applied_ids, ended_threads
       from upd;
 
-    -- Pending messages of ended or retried attempts fail (they keep what was streamed into them).
-    with failed as (
-        update agentq.messages m
-           set status = 'failed', updated_at = now(),
-               error = case fi.outcome when 'cancelled' then 'cancelled' when 'released' then 'worker shut down'
-                                       when 'succeeded' then 'superseded' else coalesce(fi.error, fi.outcome) end
+    -- Each stream's last delta, gap-free, before the stream ends.
+    with fd as (
+        select (fi.stream->>'stream_id')::uuid as stream_id, (fi.stream->>'seq')::int as seq, fi.stream->>'delta' as text
           from unnest(items) fi
-         where fi.job_id = any (applied_ids) and m.job_id = fi.job_id and m.status = 'pending'
-        returning m.id, m.thread_id, m.job_id)
-    select coalesce(array_agg(jsonb_build_object('type', 'message.updated', 'thread_id', f.thread_id, 'message_id', f.id,
-                                                 'job_id', f.job_id, 'status', 'failed')), '{}')
-      into events from failed f;
-    update agentq.streams s set status = 'aborted', abort_reason = fi.outcome, updated_at = now()
-      from unnest(items) fi
-     where fi.job_id = any (applied_ids) and fi.outcome <> 'succeeded' and s.job_id = fi.job_id and s.status = 'streaming';
+         where fi.job_id = any (applied_ids) and fi.stream->>'delta' is not null),
+    ins as (
+        insert into agentq.stream_deltas (stream_id, seq, text)
+        select fd.stream_id, fd.seq, fd.text from fd
+          join agentq.streams s on s.id = fd.stream_id and s.status = 'streaming' and s.last_seq = fd.seq - 1
+        returning stream_id, seq, text),
+    moved as (
+        update agentq.streams s set last_seq = ins.seq, updated_at = now() from ins where s.id = ins.stream_id
+        returning s.id, s.thread_id, s.job_id, s.message_id, ins.seq, ins.text)
+    select coalesce(array_agg(jsonb_build_object('type', 'stream.delta', 'thread_id', m.thread_id, 'job_id', m.job_id,
+                                                 'message_id', m.message_id, 'stream_id', m.id, 'seq', m.seq,
+                                                 'text', m.text) order by m.job_id), '{}')
+      into events from moved m;
+
+    -- A success's reply that was streamed into a pending message becomes that message (same id).
+    with fin as (
+        update agentq.messages m
+           set content = coalesce(e.msg->'content', m.content), text = e.msg->>'text',
+               status = coalesce(e.msg->>'status', 'success'), error = e.msg->>'error',
+               model = coalesce(e.msg->>'model', m.model), provider = coalesce(e.msg->>'provider', m.provider),
+               usage = e.msg->'usage', finish_reason = e.msg->>'finish_reason',
+               tool = coalesce((e.msg->>'tool')::boolean, false), updated_at = now()
+          from unnest(items) fi cross join lateral jsonb_array_elements(fi.messages) as e(msg)
+         where fi.job_id = any (applied_ids) and fi.outcome = 'succeeded' and jsonb_typeof(fi.messages) = 'array'
+           and m.id = (e.msg->>'id')::uuid and m.job_id = fi.job_id and m.status = 'pending'
+        returning m.id, m.thread_id, m.job_id, m.status)
+    select coalesce(array_agg(fin.id), '{}'),
+           coalesce(array_agg(jsonb_build_object('type', 'message.updated', 'thread_id', fin.thread_id, 'message_id', fin.id,
+                                                 'job_id', fin.job_id, 'status', fin.status) order by fin.job_id), '{}')
+      into finalized, more from fin;
+    events := events || more;
+    with done as (
+        update agentq.streams s set status = 'finished', updated_at = now()
+         where s.message_id = any (finalized) and s.status = 'streaming'
+        returning s.id, s.thread_id, s.job_id, s.message_id, s.last_seq)
+    select coalesce(array_agg(jsonb_build_object('type', 'stream.finished', 'thread_id', d.thread_id, 'job_id', d.job_id,
+                                                 'message_id', d.message_id, 'stream_id', d.id, 'seq', d.last_seq,
+                                                 'status', 'finished') order by d.job_id), '{}')
+      into more from done d;
+    events := events || more;
+
+    -- Every other pending message of these attempts fails, keeping what was streamed into it.
+    events := events || agentq.end_streams(
+        array(select fi.job_id from unnest(items) fi where fi.job_id = any (applied_ids) order by fi.job_id),
+        array(select fi.outcome from unnest(items) fi where fi.job_id = any (applied_ids) order by fi.job_id),
+        array(select case fi.outcome when 'cancelled' then 'cancelled' when 'released' then 'worker shut down'
+                                     when 'succeeded' then 'superseded' else coalesce(fi.error, fi.outcome) end
+                from unnest(items) fi where fi.job_id = any (applied_ids) order by fi.job_id));
 
     -- New messages go at the prompt's ord (or the thread's newest), after the last step there.
     with placed as (
@@ -233,19 +320,22 @@ begin
               left join agentq.messages pm on pm.id = fi.prompt_message_id
               left join agentq.threads t on t.id = fi.thread_id
              where fi.job_id = any (applied_ids) and fi.thread_id is not null
-               and jsonb_typeof(fi.messages) = 'array')
-    , inserted as (
+               and jsonb_typeof(fi.messages) = 'array'),
+    fresh as (
+        select p.*, e.msg, e.idx
+          from placed p cross join lateral jsonb_array_elements(p.messages) with ordinality as e(msg, idx)
+         where (e.msg->>'id') is null or not ((e.msg->>'id')::uuid = any (finalized))),
+    inserted as (
         insert into agentq.messages (id, thread_id, user_id, agent_name, ord, step, role, content, text, status,
                                      error, model, provider, usage, finish_reason, tool, job_id)
-        select coalesce((e.msg->>'id')::uuid, gen_random_uuid()), p.thread_id, p.user_id,
-               coalesce(e.msg->>'agent_name', p.agent_name), p.ord,
-               coalesce((select max(m.step) from agentq.messages m where m.thread_id = p.thread_id and m.ord = p.ord), -1)
-                 + row_number() over (partition by p.thread_id, p.ord order by p.job_id, e.idx),
-               coalesce(e.msg->>'role', 'assistant'), coalesce(e.msg->'content', '[]'), e.msg->>'text',
-               coalesce(e.msg->>'status', 'success'), e.msg->>'error', e.msg->>'model', e.msg->>'provider',
-               e.msg->'usage', e.msg->>'finish_reason', coalesce((e.msg->>'tool')::boolean, false), p.job_id
-          from placed p
-          cross join lateral jsonb_array_elements(p.messages) with ordinality as e(msg, idx)
+        select coalesce((f.msg->>'id')::uuid, gen_random_uuid()), f.thread_id, f.user_id,
+               coalesce(f.msg->>'agent_name', f.agent_name), f.ord,
+               coalesce((select max(m.step) from agentq.messages m where m.thread_id = f.thread_id and m.ord = f.ord), -1)
+                 + row_number() over (partition by f.thread_id, f.ord order by f.job_id, f.idx),
+               coalesce(f.msg->>'role', 'assistant'), coalesce(f.msg->'content', '[]'), f.msg->>'text',
+               coalesce(f.msg->>'status', 'success'), f.msg->>'error', f.msg->>'model', f.msg->>'provider',
+               f.msg->'usage', f.msg->>'finish_reason', coalesce((f.msg->>'tool')::boolean, false), f.job_id
+          from fresh f
         returning id, thread_id, job_id, status, step)
     select coalesce(array_agg(jsonb_build_object('type', 'message.created', 'thread_id', i.thread_id, 'message_id', i.id,
                                                  'job_id', i.job_id, 'status', i.status) order by i.job_id, i.step), '{}')
@@ -259,6 +349,13 @@ begin
            coalesce((u->>'total_tokens')::int, coalesce((u->>'prompt_tokens')::int, 0) + coalesce((u->>'completion_tokens')::int, 0)),
            u->'raw'
       from unnest(items) fi cross join lateral jsonb_array_elements(coalesce(fi.usage, '[]')) as u;
+
+    insert into agentq.llm_calls (job_id, thread_id, user_id, provider, model, url, request, response, http_status,
+                                  error, duration_ms)
+    select fi.job_id, fi.thread_id, fi.user_id, c->>'provider', c->>'model', c->>'url', c->'request', c->'response',
+           (c->>'http_status')::int, c->>'error', (c->>'duration_ms')::int
+      from unnest(items) fi cross join lateral jsonb_array_elements(coalesce(fi.llm_calls, '[]')) as c
+     where fi.job_id = any (applied_ids);
 
     if cardinality(ended_threads) > 0 then
         perform agentq.touch_threads(ended_threads);

@@ -91,7 +91,7 @@ public struct OpenAIModel: ChatModel {
             }
             return ChatReply(text: state.text, finishReason: state.finishReason ?? "stop", usage: state.usage,
                              toolCalls: try state.toolCalls.calls(),
-                             exchange: log.exchange(status: 200, response: state.rawResponse, error: nil))
+                             exchange: log.exchange(status: 200, response: state.text, error: nil))
         } catch let error as GenerationError {
             throw error
         } catch is CancellationError {
@@ -174,7 +174,6 @@ private struct StreamState {
     var finishReason: String?
     var usage: TokenUsage?
     var done = false
-    var rawResponse: String { text }
 
     mutating func apply(_ chunk: OpenAIWire.Chunk, log: ExchangeLog, onText: (String) -> Void) throws {
         if let error = chunk.error {

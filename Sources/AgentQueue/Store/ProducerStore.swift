@@ -58,16 +58,6 @@ public struct ProducerStore: Sendable {
         }
         return out
     }
-
-    /// Job counts per queue and status.
-    public func queueCounts(logger: Logger) async throws -> [(queue: String, status: String, count: Int)] {
-        let rows = try await client.query("""
-            SELECT queue, status, count(*)::int FROM agentq.jobs GROUP BY 1, 2 ORDER BY 1, 2
-            """, logger: logger)
-        var result: [(String, String, Int)] = []
-        for try await row in rows.decode((String, String, Int).self) { result.append(row) }
-        return result
-    }
 }
 
 /// What `agentq.job_result` returns.

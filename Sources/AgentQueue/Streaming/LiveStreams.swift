@@ -71,8 +71,6 @@ public final class LiveStreams: Sendable {
         }
     }
 
-    public var count: Int { state.withLock { $0.buffer.openStreams } }
-
     /// The tick loop: writes waiting deltas when the throttle or a sentence end says so, until
     /// cancelled. `onStop` hears of jobs whose streams the database says to stop (cancel, lost hold).
     public func run(store: StreamStore, logger: Logger, onStop: @Sendable (Int64) -> Void) async {

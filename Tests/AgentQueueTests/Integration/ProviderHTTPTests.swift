@@ -67,7 +67,7 @@ import Testing
             #expect(limited?.message.contains("HTTP 429") == true)
             let server = await failure("[mock fail=1 fault=500] b")
             #expect(server?.kind == .transient && server?.retryableCall == true)
-            let cut = await failure("[mock fail=1 fault=cut words=10] c")
+            let cut = await failure("[mock fail=1 fault=cut words=10 tps=50] c")   // paced: text arrives before the cut
             #expect(cut?.kind == .transient && cut?.retryableCall == false)   // text was streamed: the job retries
             #expect(cut?.message.contains("cut") == true)
             let bad = await failure("[mock fail=permanent] d")

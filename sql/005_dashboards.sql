@@ -1,4 +1,4 @@
--- AgentQueue 006: views for psql dashboards (SPEC section 9). Each reads through an index sized to
+-- AgentQueue 005: views for psql dashboards (SPEC section 9). Each reads through an index sized to
 -- what it shows (active jobs, the last hour of finished jobs, live workers), so running them every
 -- second on a busy database stays cheap; `sql/dashboards.psql` has ready `\watch` queries.
 
@@ -81,4 +81,4 @@ select t.id as thread_id, t.user_id, t.title, t.status, t.updated_at,
   from agentq.threads t where t.updated_at > now() - interval '1 day'
  order by t.updated_at desc;
 
-insert into agentq.schema_migrations (version, name) values ('006', 'dashboards') on conflict (version) do nothing;
+insert into agentq.schema_migrations (version, name) values ('005', 'dashboards') on conflict (version) do nothing;

@@ -1,12 +1,6 @@
--- AgentQueue 007: admin functions for operators (issue 6): requeue failed jobs, pause and resume a
--- queue, cancel everything of a thread or a user, purge finished data older than a date.
-
--- Paused queues: workers claim nothing from them until they are resumed (running jobs go on).
-create table if not exists agentq.queue_pauses (
-    queue     text primary key,
-    paused_at timestamptz not null default now(),
-    reason    text
-);
+-- AgentQueue 006: admin functions for operators (issue 6): requeue failed jobs, pause and resume a
+-- queue (the table agentq.queue_pauses is in 001; claim in 003 skips paused queues), cancel everything
+-- of a thread or a user, purge finished data older than a date.
 
 -- Pauses a queue; false when it was already paused.
 create or replace function agentq.pause_queue(queue text, reason text default null) returns boolean
@@ -33,44 +27,6 @@ begin
     end if;
     perform pg_notify('agentq_jobs', resume_queue.queue);
     return true;
-end $$;
-
--- Claims as 003 does, skipping paused queues.
-create or replace function agentq.claim(p_worker text, p_queues text[], p_limit int, p_lease interval)
-returns setof agentq.jobs language plpgsql
-set plan_cache_mode = force_custom_plan as $$
-declare
-    q text;
-    batch agentq.jobs[];
-    claimed agentq.jobs[] := '{}';
-begin
-    if exists (select 1 from agentq.jobs where status = 'running' and lease_expires_at < now()) then
-        perform agentq.take_back_expired(100);
-    end if;
-    foreach q in array p_queues loop
-        exit when cardinality(claimed) >= p_limit;
-        continue when exists (select 1 from agentq.queue_pauses p where p.queue = q);
-        with c as (
-            select id from agentq.jobs
-             where status = 'queued' and not blocked and queue = q and run_at <= now()
-             order by priority, run_at, id
-             limit p_limit - cardinality(claimed)
-             for update skip locked),
-        u as (
-            update agentq.jobs jb
-               set status = 'running', attempt = jb.attempt + 1, worker = p_worker,
-                   started_at = now(), lease_expires_at = now() + p_lease
-              from c where jb.id = c.id
-            returning jb.*)
-        select coalesce(array_agg(u order by u.priority, u.run_at, u.id), '{}') into batch from u;
-        claimed := claimed || batch;
-    end loop;
-    perform agentq.emit_all(array(
-        select jsonb_build_object('type', 'job.running', 'thread_id', j.thread_id, 'job_id', j.id, 'status', 'running')
-          from unnest(claimed) j));
-    update agentq.worker_registry set waiting = (cardinality(claimed) < p_limit), heartbeat_at = now()
-     where id = p_worker and waiting is distinct from (cardinality(claimed) < p_limit);
-    return query select * from unnest(claimed);
 end $$;
 
 -- Puts failed jobs back in the queue with fresh attempts, each behind its thread's running job (if
@@ -222,4 +178,4 @@ begin
     return jsonb_build_object('jobs', jobs_n, 'streams', streams_n, 'llm_calls', calls_n, 'usage', usage_n);
 end $$;
 
-insert into agentq.schema_migrations (version, name) values ('007', 'admin') on conflict (version) do nothing;
+insert into agentq.schema_migrations (version, name) values ('006', 'admin') on conflict (version) do nothing;
