@@ -12,6 +12,9 @@ struct DatabaseOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error (default: info for workers, warning otherwise).")
     var logLevel: String?
 
+    @Option(name: .long, help: "Log lines as text or json (one JSON object per line on stderr, with job, thread and worker ids).")
+    var logFormat: LogFormat = .text
+
     /// The database URL: the flag, then DATABASE_URL, then the embedded database (started if needed).
     func resolve() throws -> DatabaseURL {
         if let url = databaseURL ?? ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty {
@@ -25,23 +28,33 @@ struct DatabaseOptions: ParsableArguments {
         guard let level = Logger.Level(rawValue: name) else {
             throw ValidationError("unknown log level \"\(name)\" (trace, debug, info, notice, warning, error)")
         }
-        LoggingBootstrap.once(level: level)
+        LoggingBootstrap.once(level: level, format: logFormat)
         var logger = Logger(label: label)
         logger.logLevel = level
         return logger
     }
 }
 
+/// How log lines are written.
+enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
 /// Bootstraps swift-log once per process (to stderr, so stdout stays for replies and tables).
 enum LoggingBootstrap {
     nonisolated(unsafe) private static var done = false
-    static func once(level: Logger.Level) {
+    static func once(level: Logger.Level, format: LogFormat = .text) {
         guard !done else { return }
         done = true
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            case .json:
+                return JSONLogHandler(label: label, logLevel: level)
+            }
         }
     }
 }

@@ -43,6 +43,12 @@ struct WorkerOptions: ParsableArguments {
     @Option(help: "Seconds a model's server may stay silent mid-call (idle read timeout).")
     var llmIdleTimeout: Double = 60
 
+    @Option(help: "Serve Prometheus metrics on this port at /metrics (0: any free port, logged at start; default: off).")
+    var metricsPort: Int?
+
+    @Option(help: "Address the metrics server listens on.")
+    var metricsHost: String = "0.0.0.0"
+
     func validate() throws {
         guard concurrency > 0 else { throw ValidationError("--concurrency must be at least 1") }
         guard grace >= 0, lease >= 1, pollMs >= 10, retryBaseMs >= 0, statementTimeout > 0 else {
@@ -50,6 +56,9 @@ struct WorkerOptions: ParsableArguments {
         }
         guard throttleMs >= 10, llmConnectTimeout > 0, llmIdleTimeout > 0 else {
             throw ValidationError("--throttle-ms must be >= 10, --llm-connect-timeout and --llm-idle-timeout > 0")
+        }
+        if let metricsPort, !(0...65535).contains(metricsPort) {
+            throw ValidationError("--metrics-port must be 0...65535")
         }
         guard queues.split(separator: ",").allSatisfy({ $0.range(of: "^[A-Za-z0-9_.-]{1,64}$", options: .regularExpression) != nil }) else {
             throw ValidationError("--queues must be comma-separated names of letters, digits, _ . -")
@@ -68,6 +77,7 @@ struct WorkerOptions: ParsableArguments {
         c.streamThrottle = .milliseconds(throttleMs)
         c.llmConnectTimeout = .milliseconds(Int(llmConnectTimeout * 1000))
         c.llmIdleTimeout = .milliseconds(Int(llmIdleTimeout * 1000))
+        if metricsPort != nil { c.queueDepthInterval = .seconds(5) }
         return c
     }
 
@@ -80,8 +90,14 @@ struct WorkerOptions: ParsableArguments {
                                                    maximumConnections: 8),
             backgroundLogger: logger)
         let worker = WorkerService(client: client, configuration: config, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: client), .init(service: worker)]
+        if let metricsPort {
+            let server = MetricsServer(registry: MetricsServer.bootstrap(), host: metricsHost, port: metricsPort)
+            // Services stop in reverse order: the worker first, then metrics (scrapable through the grace period).
+            services.insert(.init(service: server.application(logger: logger)), at: 1)
+        }
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: client), .init(service: worker)],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()

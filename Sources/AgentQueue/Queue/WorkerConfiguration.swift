@@ -31,6 +31,8 @@ public struct WorkerConfiguration: Sendable {
     public var llmConnectTimeout: Duration = .seconds(10)
     /// Silence from a model's server mid-call (no byte read), at most.
     public var llmIdleTimeout: Duration = .seconds(60)
+    /// How often the depth of this worker's queues is sampled for the metrics (nil: never).
+    public var queueDepthInterval: Duration? = nil
 
     public init(id: String? = nil) {
         self.id = id ?? Self.defaultID()

@@ -89,6 +89,9 @@ public struct WorkerService: Service {
                     background.addTask { await pollLoop(store: store, state: state) }
                     background.addTask { await heartbeatLoop(store: store, state: state) }
                     background.addTask { await maintenanceLoop(store: store) }
+                    if let interval = configuration.queueDepthInterval {
+                        background.addTask { await queueDepthLoop(store: store, every: interval) }
+                    }
                     background.addTask {
                         await state.streams.run(store: streamStore, logger: logger) { job in
                             state.registry.stop(job, .cancelRequested)
@@ -132,6 +135,8 @@ public struct WorkerService: Service {
                         continue
                     }
                     state.scheduler.withLock { $0.claimed(claimed.count, asked: size) }
+                    WorkerMetrics.claimBatch(claimed.count)
+                    for job in claimed { WorkerMetrics.claimed(job) }
                     if !claimed.isEmpty { await start(claimed, in: &jobs, store: store, streamStore: streamStore, state: state) }
                     continue
                 }
@@ -158,6 +163,8 @@ public struct WorkerService: Service {
                        streamStore: StreamStore, state: RunState) async {
         let agentNames = Array(Set(claimed.compactMap(\.agentName)))
         let generateIDs = claimed.filter { $0.kind == "generate" }.map(\.id)
+        let claimedAt = ContinuousClock.now
+        WorkerMetrics.jobsInHand.increment(by: Double(claimed.count))
         let agents: [String: AgentRecord]
         let contexts: [Int64: JobContextRecord]
         do {
@@ -176,7 +183,7 @@ public struct WorkerService: Service {
                 let retryAt = Date().addingTimeInterval(configuration.backoff.delay(afterAttempt: job.attempt).seconds)
                 jobs.addTask {
                     await finish(job, item: FinishItem(jobID: job.id, attempt: job.attempt, outcome: .retry,
-                                                       error: message, retryAt: retryAt), state: state)
+                                                       error: message, retryAt: retryAt), claimedAt: claimedAt, state: state)
                 }
             }
             return
@@ -192,7 +199,7 @@ public struct WorkerService: Service {
             jobs.addTask {
                 let item = await execute(job, agent: agent, context: context, live: handle.map { (state.streams, $0) },
                                          control: control)
-                await finish(job, item: item, state: state)
+                await finish(job, item: item, claimedAt: claimedAt, state: state)
             }
         }
     }
@@ -261,8 +268,10 @@ public struct WorkerService: Service {
     }
 
     /// Hands the outcome to the completion flusher (which frees the slot once it is written).
-    private func finish(_ job: ClaimedJob, item: FinishItem, state: RunState) async {
+    private func finish(_ job: ClaimedJob, item: FinishItem, claimedAt: ContinuousClock.Instant, state: RunState) async {
         let applied = await state.completions.submit(item)
+        WorkerMetrics.jobsInHand.decrement()
+        WorkerMetrics.finished(job, outcome: applied ? item.outcome.rawValue : "lease_lost", after: claimedAt.elapsed)
         if !applied {
             logger.warning("job outcome not applied: the lease was lost", metadata: ["job_id": "\(job.id)",
                                                                                       "outcome": "\(item.outcome.rawValue)"])
@@ -304,6 +313,19 @@ public struct WorkerService: Service {
             } catch {
                 logger.warning("heartbeat failed", metadata: ["error": "\(describeDatabaseError(error))"])
             }
+        }
+    }
+
+    /// Samples the depth of this worker's queues for the metrics (`--metrics-port` turns it on).
+    private func queueDepthLoop(store: JobStore, every interval: Duration) async {
+        while !Task.isCancelled {
+            do {
+                let depths = try await store.queueDepths(configuration.queues, logger: logger)
+                for queue in configuration.queues { WorkerMetrics.queueDepth(queue, depths[queue] ?? 0) }
+            } catch {
+                logger.debug("sampling queue depth failed", metadata: ["error": "\(describeDatabaseError(error))"])
+            }
+            try? await Task.sleep(for: interval)
         }
     }
 

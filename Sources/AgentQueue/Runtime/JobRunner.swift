@@ -180,8 +180,18 @@ final class CallLog: Sendable {
         var records: [UsageRecord] = []
         var exchanges: [LLMCallRecord] = []
         var open = false
+        var callStarted = ContinuousClock.now
         var streamedChunks = 0
         var streamedBytes = 0
+
+        /// Ends the open call with its usage row, and reports it to the metrics.
+        mutating func close(_ record: UsageRecord) {
+            open = false
+            records.append(record)
+            WorkerMetrics.llmCall(provider: record.provider, model: record.model, failed: record.raw?["error"] != nil,
+                                  after: callStarted.elapsed,
+                                  usage: TokenUsage(promptTokens: record.promptTokens, completionTokens: record.completionTokens))
+        }
     }
 
     private let state = Mutex(State())
@@ -192,7 +202,7 @@ final class CallLog: Sendable {
     }
 
     func begin() {
-        state.withLock { $0.open = true; $0.streamedChunks = 0; $0.streamedBytes = 0 }
+        state.withLock { $0.open = true; $0.callStarted = .now; $0.streamedChunks = 0; $0.streamedBytes = 0 }
     }
 
     func streamed(_ text: String) {
@@ -202,8 +212,7 @@ final class CallLog: Sendable {
     func end(_ usage: TokenUsage?, exchange: LLMExchange?, failed: String?) {
         state.withLock { s in
             guard s.open, let settings = s.settings else { return }
-            s.open = false
-            s.records.append(Self.record(settings, usage: usage, chunks: s.streamedChunks, failed: failed))
+            s.close(Self.record(settings, usage: usage, chunks: s.streamedChunks, failed: failed))
             if let exchange { s.exchanges.append(LLMCallRecord(provider: settings.provider, model: settings.model, exchange: exchange)) }
         }
     }
@@ -221,8 +230,7 @@ final class CallLog: Sendable {
     var usageRecords: [UsageRecord] {
         state.withLock { s in
             if s.open, let settings = s.settings {
-                s.open = false
-                s.records.append(Self.record(settings, usage: nil, chunks: s.streamedChunks, failed: "cancelled"))
+                s.close(Self.record(settings, usage: nil, chunks: s.streamedChunks, failed: "cancelled"))
             }
             return s.records
         }

@@ -38,6 +38,17 @@ public struct JobStore: Sendable {
         return jobs
     }
 
+    /// Jobs waiting (queued, runnable or not) per queue, read through the `jobs_active` index.
+    public func queueDepths(_ queues: [String], logger: Logger) async throws -> [String: Int] {
+        let rows = try await client.query("""
+            SELECT queue, count(*)::int8 FROM agentq.jobs
+             WHERE status = 'queued' AND queue = ANY(\(queues)) GROUP BY queue
+            """, logger: logger)
+        var depths: [String: Int] = [:]
+        for try await (queue, jobs) in rows.decode((String, Int).self) { depths[queue] = jobs }
+        return depths
+    }
+
     /// Extends the leases of the attempts held. Returns the jobs still held, with their cancel-requested flag.
     public func heartbeat(held: [(id: Int64, attempt: Int)], lease: Duration, logger: Logger) async throws -> [Int64: Bool] {
         let ids = held.map(\.id)

@@ -36,6 +36,7 @@ public final class LiveStreams: Sendable {
             $0.buffer.open(handle.streamID)
             $0.handles[handle.streamID] = handle
         }
+        WorkerMetrics.liveStreams.increment()
     }
 
     /// Appends text a model produced; wakes the tick loop when a write may be due.
@@ -59,7 +60,10 @@ public final class LiveStreams: Sendable {
                 s.handles[stream] = nil
                 return .some(s.buffer.finish(stream))
             }
-            if let delta = result { return delta }
+            if let delta = result {
+                WorkerMetrics.liveStreams.decrement()
+                return delta
+            }
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                 let resumeNow = state.withLock { s -> Bool in
                     if !s.inFlight.contains(stream) { return true }
