@@ -164,6 +164,12 @@ end $$;
 
 -- Threads -----------------------------------------------------------------------------------------
 
+-- The user this session acts for: the `agentq.user_id` setting (`set agentq.user_id = 'u1'`, or
+-- `set local` per transaction), null when unset. Row-level security (sql/007) keys on it, and new
+-- threads and jobs default to it.
+create or replace function agentq.current_user_id() returns text
+language sql stable as $$ select nullif(current_setting('agentq.user_id', true), '') $$;
+
 create or replace function agentq.create_thread(user_id text default null, title text default null,
                                                 summary text default null, metadata jsonb default '{}')
 returns uuid language plpgsql as $$
@@ -174,7 +180,7 @@ begin
         raise exception 'metadata must be a JSON object, got %', jsonb_typeof(metadata) using errcode = '22023';
     end if;
     insert into agentq.threads (user_id, title, summary, metadata)
-    values (create_thread.user_id, create_thread.title, create_thread.summary, coalesce(create_thread.metadata, '{}'))
+    values (coalesce(create_thread.user_id, agentq.current_user_id()), create_thread.title, create_thread.summary, coalesce(create_thread.metadata, '{}'))
     returning id into new_id;
     return new_id;
 end $$;
@@ -386,7 +392,7 @@ begin
     end if;
 
     if new.thread_id is null then
-        insert into agentq.threads (user_id) values (new.user_id) returning * into t;
+        insert into agentq.threads (user_id) values (coalesce(new.user_id, agentq.current_user_id())) returning * into t;
         new.thread_id := t.id;
     else
         select * into t from agentq.threads where id = new.thread_id for no key update;

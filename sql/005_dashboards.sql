@@ -81,4 +81,10 @@ select t.id as thread_id, t.user_id, t.title, t.status, t.updated_at,
   from agentq.threads t where t.updated_at > now() - interval '1 day'
  order by t.updated_at desc;
 
+-- Jobs finished in each 5-second slice of the last minute (slice 0 is the newest), for `agentq top`.
+create or replace view agentq.throughput_last_minute as
+select floor(extract(epoch from now() - j.finished_at) / 5)::int as slice, count(*) as jobs
+  from agentq.jobs j where j.finished_at > now() - interval '60 seconds'
+ group by 1;
+
 insert into agentq.schema_migrations (version, name) values ('005', 'dashboards') on conflict (version) do nothing;

@@ -46,8 +46,7 @@ struct TopCommand: AsyncParsableCommand {
     static func screen(_ client: PostgresClient, logger: Logger) async throws -> String {
         var buckets = [Int](repeating: 0, count: 12)
         let rows = try await client.query("""
-            SELECT floor(extract(epoch FROM now() - finished_at) / 5)::int, count(*)::int FROM agentq.jobs
-             WHERE finished_at > now() - interval '60 seconds' GROUP BY 1
+            SELECT slice, jobs::int FROM agentq.throughput_last_minute
             """, logger: logger)
         for try await (bucket, count) in rows.decode((Int, Int).self) where (0..<12).contains(bucket) { buckets[11 - bucket] = count }
         let now = Date().formatted(.iso8601.time(includingFractionalSeconds: false))
