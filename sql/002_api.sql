@@ -434,6 +434,12 @@ begin
         end if;
     end if;
 
+    -- A job parked on tool outputs or approvals that nobody gave is superseded (sql/008), so the
+    -- thread does not stay blocked behind it.
+    if exists (select 1 from agentq.jobs p where p.thread_id = new.thread_id and p.status = 'requires_action') then
+        perform agentq.supersede_parked(new.thread_id);
+    end if;
+
     -- One generation at a time per thread: queue behind the thread's head (the thread row is locked,
     -- so thread_seq follows the order in which enqueuers got the lock, which is their commit order).
     new.thread_seq := nextval('agentq.thread_seq');
@@ -574,7 +580,8 @@ begin
     return true;
 end $$;
 
--- What a job produced: {"status", "text", "object", "error", "message_ids", "usage"}.
+-- What a job produced: {"status", "text", "object", "error", "message_ids", "usage", "pending_tool_calls"}
+-- (the calls a `requires_action` job waits on: [{"tool_call_id", "tool_name", "args", "kind"}]).
 create or replace function agentq.job_result(job_id bigint) returns jsonb
 language plpgsql stable as $$
 declare
@@ -594,7 +601,8 @@ begin
         'object', j.result->'object',
         'error', case when j.status in ('failed', 'cancelled') then j.last_error end,
         'message_ids', coalesce(j.result->'message_ids', '[]'::jsonb),
-        'usage', j.result->'usage');
+        'usage', j.result->'usage',
+        'pending_tool_calls', j.result->'pending_tool_calls');
 end $$;
 
 -- Agents' options are checked like a job's.

@@ -189,6 +189,7 @@ returns text language sql immutable as $$
     select case
         when p_outcome = 'succeeded' then 'succeeded'
         when p_cancel_requested or p_outcome = 'cancelled' then 'cancelled'
+        when p_outcome = 'requires_action' then 'requires_action'
         when p_outcome = 'failed' then 'failed'
         when p_outcome = 'released' then 'queued'
         when p_attempt >= p_max_attempts then 'failed'
@@ -244,19 +245,20 @@ begin
                attempt = case when fi.outcome = 'released' and not jb.cancel_requested then jb.attempt - 1 else jb.attempt end,
                run_at = case when fi.outcome = 'retry' then coalesce(fi.retry_at, now())
                              when fi.outcome = 'released' then now() else jb.run_at end,
-               result = case when fi.outcome = 'succeeded' then fi.result else jb.result end,
-               last_error = case when fi.outcome = 'succeeded' then jb.last_error
+               result = case when fi.outcome in ('succeeded', 'requires_action') then fi.result else jb.result end,
+               last_error = case when fi.outcome in ('succeeded', 'requires_action') then jb.last_error
                                  when jb.cancel_requested or fi.outcome = 'cancelled' then 'cancelled'
                                  when fi.outcome = 'released' then jb.last_error
                                  else coalesce(fi.error, fi.outcome) end,
-               finished_at = case when agentq.finish_status(fi.outcome, jb.cancel_requested, jb.attempt, jb.max_attempts) <> 'queued'
-                                  then now() end,
+               finished_at = case when agentq.finish_status(fi.outcome, jb.cancel_requested, jb.attempt, jb.max_attempts)
+                                       not in ('queued', 'requires_action') then now() end,
                blocked = false, worker = null, lease_expires_at = null
           from unnest(items) fi
          where jb.id = fi.job_id and jb.status = 'running' and jb.worker = p_worker and jb.attempt = fi.attempt
         returning jb.id, jb.thread_id, jb.status)
     select coalesce(array_agg(upd.id), '{}'),
-           coalesce(array_agg(distinct upd.thread_id) filter (where upd.status <> 'queued' and upd.thread_id is not null), '{}')
+           coalesce(array_agg(distinct upd.thread_id) filter (where upd.status not in ('queued', 'requires_action')
+                                                              and upd.thread_id is not null), '{}')
       into applied_ids, ended_threads
       from upd;
 
@@ -310,7 +312,8 @@ begin
         array(select fi.job_id from unnest(items) fi where fi.job_id = any (applied_ids) order by fi.job_id),
         array(select fi.outcome from unnest(items) fi where fi.job_id = any (applied_ids) order by fi.job_id),
         array(select case fi.outcome when 'cancelled' then 'cancelled' when 'released' then 'worker shut down'
-                                     when 'succeeded' then 'superseded' else coalesce(fi.error, fi.outcome) end
+                                     when 'succeeded' then 'superseded' when 'requires_action' then 'waiting for tool outputs'
+                                     else coalesce(fi.error, fi.outcome) end
                 from unnest(items) fi where fi.job_id = any (applied_ids) order by fi.job_id));
 
     -- New messages go at the prompt's ord (or the thread's newest), after the last step there.
@@ -364,7 +367,8 @@ begin
 
     select coalesce(array_agg(jsonb_build_object('type', 'job.' || jb.status, 'thread_id', jb.thread_id, 'job_id', jb.id,
                                                  'status', jb.status,
-                                                 'text', case when jb.status <> 'succeeded' then jb.last_error end) order by jb.id), '{}')
+                                                 'text', case when jb.status not in ('succeeded', 'requires_action') then jb.last_error end,
+                                                 'result', case when jb.status = 'requires_action' then jb.result end) order by jb.id), '{}')
       into more from agentq.jobs jb where jb.id = any (applied_ids);
     perform agentq.emit_all(events || more);
 

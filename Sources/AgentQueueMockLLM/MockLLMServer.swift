@@ -97,13 +97,13 @@ public struct MockLLMServer: Sendable {
         case .fail(.hang, _):
             try await Task.sleep(for: .seconds(3600))   // the client's timeout ends the call
             return json(.gatewayTimeout, OpenAIWire.errorJSON(message: "mock: hung for an hour", type: "server_error"))
-        case .fail(.cut, _), .answer, .toolCall:
+        case .fail(.cut, _), .answer, .toolCalls:
             break
         }
         let id = "chatcmpl-mock\(UInt32.random(in: 0...UInt32.max))"
         let created = Int(Date().timeIntervalSince1970)
         let toolCalls: [AssembledToolCall]
-        if case .toolCall(let call) = plan.action { toolCalls = [call] } else { toolCalls = [] }
+        if case .toolCalls(let calls) = plan.action { toolCalls = calls } else { toolCalls = [] }
         guard request.stream else {
             if plan.initialDelay > .zero { try await Task.sleep(for: plan.initialDelay) }
             if case .fail(.cut, _) = plan.action {
@@ -128,12 +128,12 @@ public struct MockLLMServer: Sendable {
                 }
                 throw MockCut()   // closes the connection without ending the chunked body
             }
-            for call in toolCalls {
+            for (index, call) in toolCalls.enumerated() {
                 let half = call.arguments.index(call.arguments.startIndex, offsetBy: call.arguments.count / 2)
                 try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created,
-                                                    toolCall: (0, call, true, String(call.arguments[..<half]))))
+                                                    toolCall: (index, call, true, String(call.arguments[..<half]))))
                 try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created,
-                                                    toolCall: (0, call, false, String(call.arguments[half...]))))
+                                                    toolCall: (index, call, false, String(call.arguments[half...]))))
             }
             if toolCalls.isEmpty {
                 for chunk in plan.chunks {

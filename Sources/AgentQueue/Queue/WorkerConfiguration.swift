@@ -33,6 +33,8 @@ public struct WorkerConfiguration: Sendable {
     public var llmIdleTimeout: Duration = .seconds(60)
     /// How often the depth of this worker's queues is sampled for the metrics (nil: never).
     public var queueDepthInterval: Duration? = nil
+    /// Hosts HTTP tools may call (`host` or `host:port`); default from `AGENTQ_HTTP_TOOL_HOSTS`.
+    public var httpToolHosts: Set<String> = ToolCaller.allowedHosts()
 
     public init(id: String? = nil) {
         self.id = id ?? Self.defaultID()

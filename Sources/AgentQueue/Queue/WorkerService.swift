@@ -13,12 +13,15 @@ public struct WorkerService: Service {
     public let configuration: WorkerConfiguration
     public let runner: JobRunner
     public let logger: Logger
-    /// The worker's HTTP client for model calls (shut down when `run()` ends).
+    /// The worker's HTTP client for model calls and HTTP tools (shut down when `run()` ends).
     private let http: HTTPClient
+    /// Tools registered in code, by name (they win over `agentq.tools` rows of the same name).
+    public let swiftTools: [String: SwiftTool]
 
     /// `models`: providers registered in code; the worker adds `openai` and the `agentq.providers` rows.
+    /// `tools`: Swift tools this worker runs for any agent, thread or job whose tool set names them.
     public init(client: PostgresClient, configuration: WorkerConfiguration, models: [String: any ChatModel] = [:],
-                logger: Logger) {
+                tools: [SwiftTool] = [], logger: Logger) {
         self.client = client
         self.configuration = configuration
         var httpConfiguration = HTTPClient.Configuration()
@@ -28,8 +31,11 @@ public struct WorkerService: Service {
         http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
         let registry = ModelRegistry(http: http)
         for (name, model) in models { registry.register(name, model) }
+        swiftTools = Dictionary(tools.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
         self.runner = JobRunner(models: registry, backoff: configuration.backoff,
-                                defaultRecentMessages: configuration.recentMessages)
+                                defaultRecentMessages: configuration.recentMessages,
+                                toolbox: Toolbox(store: ToolStore(client: client, workerID: configuration.id),
+                                                 caller: ToolCaller(http: http, allowedHosts: configuration.httpToolHosts)))
         var logger = logger
         logger[metadataKey: "worker_id"] = "\(configuration.id)"
         self.logger = logger
@@ -167,11 +173,13 @@ public struct WorkerService: Service {
         WorkerMetrics.jobsInHand.increment(by: Double(claimed.count))
         let agents: [String: AgentRecord]
         let contexts: [Int64: JobContextRecord]
+        let tools: [Int64: JobTools]
         do {
             async let a = store.agents(named: agentNames, logger: logger)
             async let c = store.contexts(jobIDs: generateIDs, recentMessages: configuration.recentMessages, logger: logger)
             let started = ContinuousClock.now
             (agents, contexts) = try await (a, c)
+            tools = try await loadTools(claimed, agents: agents, contexts: contexts)
             logger.debug("contexts loaded", metadata: ["jobs": "\(claimed.count)", "ms": "\((ContinuousClock.now - started).seconds * 1000)"])
         } catch {
             // Counted as an attempt, with backoff: a fault that persists (a broken schema, say) ends
@@ -196,12 +204,41 @@ public struct WorkerService: Service {
             let control = state.registry.add(job.id, attempt: job.attempt, budget: .milliseconds(timeoutMs))
             let context = contexts[job.id]
             let handle = live[job.id]
+            let jobTools = tools[job.id] ?? JobTools()
             jobs.addTask {
                 let item = await execute(job, agent: agent, context: context, live: handle.map { (state.streams, $0) },
-                                         control: control)
+                                         tools: jobTools, control: control)
                 await finish(job, item: item, claimedAt: claimedAt, state: state)
             }
         }
+    }
+
+    /// Resolves each generate job's tool set (Swift tools first, then `agentq.tools` rows: one query
+    /// for the batch) and, for retried or resumed attempts, the calls left open. Jobs without tools
+    /// cost no query.
+    private func loadTools(_ claimed: [ClaimedJob], agents: [String: AgentRecord],
+                           contexts: [Int64: JobContextRecord]) async throws -> [Int64: JobTools] {
+        var names: [Int64: [String]] = [:]
+        for job in claimed where job.kind == "generate" {
+            guard let agent = job.agentName.flatMap({ agents[$0] }),
+                  let settings = try? runner.settings(for: job, agent: agent, context: contexts[job.id]),
+                  !settings.toolNames.isEmpty else { continue }
+            names[job.id] = settings.toolNames
+        }
+        guard !names.isEmpty, let toolbox = runner.toolbox else { return [:] }
+        let resumable = names.keys.filter { id in claimed.contains { $0.id == id && $0.attempt > 1 } }
+        let open = try await toolbox.store.openCalls(jobIDs: Array(resumable), logger: logger)
+        let wanted = Set(names.values.joined()).union(open.values.joined().map(\.name)).subtracting(swiftTools.keys)
+        var definitions = try await toolbox.store.definitions(named: wanted.sorted(), logger: logger)
+        for (name, tool) in swiftTools { definitions[name] = ToolDefinition(tool) }
+        var tools: [Int64: JobTools] = [:]
+        for (id, jobNames) in names {
+            let openCalls = open[id] ?? []
+            let needed = Set(jobNames).union(openCalls.map(\.name))
+            tools[id] = JobTools(definitions: definitions.filter { needed.contains($0.key) },
+                                 missing: jobNames.filter { definitions[$0] == nil }, open: openCalls)
+        }
+        return tools
     }
 
     /// Opens a pending message and a stream for every job that streams, in one statement. A failure
@@ -246,14 +283,16 @@ public struct WorkerService: Service {
 
     /// Runs a job, racing it against its stop switch (cancel, lost lease, shutdown, time budget).
     private func execute(_ job: ClaimedJob, agent: AgentRecord?, context: JobContextRecord?,
-                         live: (streams: LiveStreams, handle: LiveStreams.Handle)?, control: JobControl) async -> FinishItem {
+                         live: (streams: LiveStreams, handle: LiveStreams.Handle)?, tools: JobTools,
+                         control: JobControl) async -> FinishItem {
         var jobLogger = logger
         jobLogger[metadataKey: "job_id"] = "\(job.id)"
         if let thread = job.threadID { jobLogger[metadataKey: "thread_id"] = "\(thread)" }
         let logger = jobLogger
         return await withTaskGroup(of: FinishItem?.self) { group in
             group.addTask {
-                await runner.run(job, agent: agent, context: context, live: live, stopReason: { control.reason }, logger: logger)
+                await runner.run(job, agent: agent, context: context, live: live, tools: tools, stopReason: { control.reason },
+                                 logger: logger)
             }
             group.addTask { await control.waitForStop(); return nil }
             while let next = await group.next() {

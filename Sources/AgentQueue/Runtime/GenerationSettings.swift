@@ -19,6 +19,12 @@ public struct GenerationSettings: Sendable, Hashable {
     /// `stream.enabled` (default true): false saves the reply at the end, with no pending message,
     /// stream or deltas (fewer writes and events for replies nobody watches live).
     public var streamEnabled: Bool
+    /// The tool set: the job's `tools`, else the thread's, else the agent's.
+    public var toolNames: [String]
+    /// Model calls that may end in tool calls (`max_steps`, default 5); the call after them offers no tools.
+    public var maxSteps: Int
+    /// `context.exclude_tool_messages`: leave tool calls and results out of the context.
+    public var excludeToolMessages: Bool
 
     /// Merges the three layers; `defaultRecent` is the `recent_messages` setting.
     public init(agent: AgentRecord, threadOptions: JSONValue?, jobOptions: JSONValue, defaultRecent: Int = 100,
@@ -43,6 +49,13 @@ public struct GenerationSettings: Sendable, Hashable {
         logRaw = merged["log_raw"]?.boolValue ?? false
         schema = jobOptions["schema"]
         streamEnabled = merged["stream"]?["enabled"]?.boolValue ?? true
+        if case .array(let names)? = merged["tools"] {
+            toolNames = names.compactMap(\.stringValue)
+        } else {
+            toolNames = agent.tools
+        }
+        maxSteps = max(1, merged["max_steps"]?.intValue ?? 5)
+        excludeToolMessages = merged["context"]?["exclude_tool_messages"]?.boolValue ?? false
     }
 
     /// Whether the reply streams into a pending message with deltas.

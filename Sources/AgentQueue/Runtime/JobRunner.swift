@@ -14,9 +14,12 @@ public struct JobRunner: Sendable {
     /// A Retry-After longer than this is not waited out in the call: the job retries later instead,
     /// freeing its slot.
     public var longestCallWait: Duration
+    /// Where tool steps are saved and how HTTP and Swift tools are called (nil: tools are not offered).
+    public var toolbox: Toolbox?
 
     public init(models: ModelRegistry = ModelRegistry(), backoff: Backoff = Backoff(), defaultRecentMessages: Int = 100,
-                callRetryBase: Duration = .milliseconds(500), longestCallWait: Duration = .seconds(20)) {
+                callRetryBase: Duration = .milliseconds(500), longestCallWait: Duration = .seconds(20), toolbox: Toolbox? = nil) {
+        self.toolbox = toolbox
         self.models = models
         self.backoff = backoff
         self.defaultRecentMessages = defaultRecentMessages
@@ -31,9 +34,9 @@ public struct JobRunner: Sendable {
     }
 
     /// The outcome of `job` given its agent and context. `live` is its open stream, if it streams;
-    /// `stopReason` tells why it was stopped, if it was.
+    /// `tools` its tool set and open tool calls; `stopReason` tells why it was stopped, if it was.
     public func run(_ job: ClaimedJob, agent: AgentRecord?, context: JobContextRecord?,
-                    live: (streams: LiveStreams, handle: LiveStreams.Handle)? = nil,
+                    live: (streams: LiveStreams, handle: LiveStreams.Handle)? = nil, tools: JobTools = JobTools(),
                     stopReason: @Sendable () -> StopReason?, logger: Logger) async -> FinishItem {
         guard job.kind == "generate" else {
             return FinishItem(jobID: job.id, attempt: job.attempt, outcome: .failed,
@@ -44,58 +47,83 @@ public struct JobRunner: Sendable {
                               error: "unknown agent \"\(job.agentName ?? "")\"")
         }
         let calls = CallLog()
+        let stream = live.map { LiveTarget(streams: $0.streams, handle: $0.handle) }
         var item: FinishItem
-        var streamEnd: FinishItem.StreamEnd?
         do {
             let settings = try settings(for: job, agent: agent, context: context)
             calls.settings = settings
-            let model = try models.model(forProvider: settings.provider)
-            let messages = ContextAssembler(limit: settings.recentMessages).assemble(
-                messages: context?.messages ?? [], promptOrd: context?.promptOrd, promptStep: context?.promptStep,
-                promptText: job.options["prompt"]?.stringValue)
-            var request = ChatRequest(model: settings.model, instructions: settings.instructions, messages: messages,
-                                      attempt: job.attempt, temperature: settings.temperature, maxTokens: settings.maxTokens,
-                                      responseSchema: settings.schema, keepExchange: settings.logRaw)
-            // Structured output streams nothing until the object is checked: the stream then holds
-            // exactly the final JSON, as the saved message does.
-            let onText: @Sendable (String) -> Void
-            if let live, settings.schema == nil {
-                onText = { text in calls.streamed(text); live.streams.append(text, to: live.handle.streamID) }
-            } else {
-                onText = { text in calls.streamed(text) }
-            }
-            var reply = try await call(model, request, settings: settings, calls: calls, onText: onText, stopReason: stopReason)
-            var object: JSONValue?
-            if let schema = settings.schema {
-                (object, reply) = try await checkObject(reply, schema: schema, model: model, request: &request,
-                                                        settings: settings, calls: calls, stopReason: stopReason)
-                if let live { live.streams.append(reply.text, to: live.handle.streamID) }
-            }
-            let message = NewMessage(id: live?.handle.messageID ?? UUID(), text: reply.text, model: settings.model,
-                                     provider: settings.provider, usage: calls.totalUsage, finishReason: reply.finishReason,
-                                     agentName: agent.name)
-            calls.attach(messageID: message.id)
-            let saved = settings.saveMessages == "none" ? [] : [message]
-            item = FinishItem(jobID: job.id, attempt: job.attempt, outcome: .succeeded,
-                              result: JobResultPayload(text: reply.text, object: object, messageIDs: saved.map(\.id),
-                                                       usage: calls.totalUsage),
-                              messages: saved)
+            item = try await generate(job, agent: agent, context: context, settings: settings, stream: stream, tools: tools,
+                                      calls: calls, stopReason: stopReason, logger: logger)
         } catch {
             item = outcome(of: error, job: job, stopReason: stopReason, logger: logger)
         }
-        if let live {
-            let last = await live.streams.finish(live.handle.streamID)
-            streamEnd = last.map { FinishItem.StreamEnd(streamID: live.handle.streamID, seq: $0.seq, delta: $0.text) }
+        if let stream, let handle = stream.handle {
+            let last = await stream.streams.finish(handle.streamID)
+            item.stream = last.map { FinishItem.StreamEnd(streamID: handle.streamID, seq: $0.seq, delta: $0.text) }
         }
-        item.stream = streamEnd
         item.usage = calls.usageRecords
         item.llmCalls = calls.exchanges
         return item
     }
 
+    /// The generation: open tool calls of an earlier attempt first, then model steps (running the
+    /// tools each asks for) until an answer, a question for the application, or `max_steps`.
+    private func generate(_ job: ClaimedJob, agent: AgentRecord, context: JobContextRecord?, settings: GenerationSettings,
+                          stream: LiveTarget?, tools: JobTools, calls: CallLog, stopReason: @Sendable () -> StopReason?,
+                          logger: Logger) async throws -> FinishItem {
+        let model = try models.model(forProvider: settings.provider)
+        guard tools.missing.isEmpty else {
+            throw GenerationError(.permanent, "unknown tool\(tools.missing.count == 1 ? "" : "s") "
+                + tools.missing.map { "\"\($0)\"" }.joined(separator: ", ")
+                + " (not in agentq.tools and not registered on this worker)")
+        }
+        let steps = ToolSteps(runner: self, job: job, agent: agent, settings: settings, tools: tools, stream: stream, logger: logger)
+        if let parked = steps.parkedAgain() { return parked }
+        let resumed = try await steps.resume(promptOrd: context?.promptOrd)
+        let messages = ContextAssembler(limit: settings.recentMessages, excludeTools: settings.excludeToolMessages).assemble(
+            messages: (context?.messages ?? []) + resumed, promptOrd: context?.promptOrd, promptStep: context?.promptStep,
+            promptText: job.options["prompt"]?.stringValue)
+        var request = ChatRequest(model: settings.model, instructions: settings.instructions, messages: messages,
+                                  attempt: job.attempt, temperature: settings.temperature, maxTokens: settings.maxTokens,
+                                  responseSchema: settings.schema, keepExchange: settings.logRaw)
+        var stepsTaken = ToolSteps.stepsTaken(in: messages)
+        var reply: ChatReply
+        while true {
+            request.tools = stepsTaken < settings.maxSteps ? steps.offered : []
+            // Structured output streams nothing until the object is checked: the stream then holds
+            // exactly the final JSON, as the saved message does.
+            let target = settings.schema == nil ? stream?.handle : nil
+            let onText: @Sendable (String) -> Void = { text in
+                calls.streamed(text)
+                if let stream, let target { stream.streams.append(text, to: target.streamID) }
+            }
+            reply = try await call(model, request, settings: settings, calls: calls, onText: onText, stopReason: stopReason)
+            guard !reply.toolCalls.isEmpty, !request.tools.isEmpty else { break }
+            stepsTaken += 1
+            let step = try await steps.save(reply, usage: reply.usage)
+            if let parked = step.parked { return parked }
+            request.messages += step.messages
+        }
+        var object: JSONValue?
+        if let schema = settings.schema {
+            (object, reply) = try await checkObject(reply, schema: schema, model: model, request: &request,
+                                                    settings: settings, calls: calls, stopReason: stopReason)
+            if let stream, let handle = stream.handle { stream.streams.append(reply.text, to: handle.streamID) }
+        }
+        let message = NewMessage(id: stream?.handle?.messageID ?? UUID(), text: reply.text, model: settings.model,
+                                 provider: settings.provider, usage: calls.totalUsage, finishReason: reply.finishReason,
+                                 agentName: agent.name)
+        calls.attach(messageID: message.id)
+        let saved = settings.saveMessages == "none" ? [] : [message]
+        return FinishItem(jobID: job.id, attempt: job.attempt, outcome: .succeeded,
+                          result: JobResultPayload(text: reply.text, object: object, messageIDs: saved.map(\.id),
+                                                   usage: calls.totalUsage),
+                          messages: saved)
+    }
+
     /// One model call, repeated after transient faults that streamed nothing (429 honouring
     /// Retry-After, 5xx, refused connections) up to `max_retries` times.
-    private func call(_ model: any ChatModel, _ request: ChatRequest, settings: GenerationSettings, calls: CallLog,
+    func call(_ model: any ChatModel, _ request: ChatRequest, settings: GenerationSettings, calls: CallLog,
                       onText: @escaping @Sendable (String) -> Void, stopReason: @Sendable () -> StopReason?) async throws -> ChatReply {
         var repeats = 0
         while true {

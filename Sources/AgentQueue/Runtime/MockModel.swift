@@ -22,8 +22,8 @@ public struct MockModel: ChatModel {
         case .fail(.cut, _):
             for chunk in plan.chunks.prefix(plan.chunks.count / 2) { try await emit(chunk, plan, onText) }
             throw GenerationError(.transient, "mock: stream cut midway on attempt \(request.attempt)")
-        case .toolCall(let call):
-            return ChatReply(text: "", finishReason: plan.finishReason, usage: plan.usage, toolCalls: [call])
+        case .toolCalls(let calls):
+            return ChatReply(text: "", finishReason: plan.finishReason, usage: plan.usage, toolCalls: calls)
         case .answer:
             for chunk in plan.chunks { try await emit(chunk, plan, onText) }
             return ChatReply(text: plan.text, finishReason: plan.finishReason, usage: plan.usage)

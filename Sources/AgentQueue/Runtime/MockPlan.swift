@@ -6,8 +6,8 @@ public struct MockPlan: Sendable, Hashable {
         case fail(MockScript.Fault, retryAfterSeconds: Int)
         /// Fail in a way retrying cannot fix.
         case failPermanently
-        /// Call a tool.
-        case toolCall(AssembledToolCall)
+        /// Call tools (several in one step when the script names several).
+        case toolCalls([AssembledToolCall])
         /// Answer with text, streamed as `chunks`.
         case answer
     }
@@ -22,7 +22,7 @@ public struct MockPlan: Sendable, Hashable {
 
     public var text: String { chunks.joined() }
     public var finishReason: String {
-        if case .toolCall = action { return "tool_calls" }
+        if case .toolCalls = action { return "tool_calls" }
         return "stop"
     }
 
@@ -40,13 +40,12 @@ public struct MockPlan: Sendable, Hashable {
         } else if callNumber <= script.failAttempts && script.fault != .cut {
             action = .fail(script.fault, retryAfterSeconds: script.retryAfterSeconds)
             answer = ""
-        } else if let tool = script.toolName,
-                  let result = lastUser.flatMap({ i in request.messages[(i + 1)...].last(where: { $0.role == "tool" }) }) {
-            action = .answer
-            answer = "\(tool) returned: \(result.text)"
-        } else if let tool = script.toolName {
-            action = .toolCall(AssembledToolCall(id: "call_mock_\(callNumber)", name: tool, arguments: script.toolArguments))
+        } else if !script.toolNames.isEmpty, let calls = Self.nextCalls(script, request: request, after: lastUser) {
+            action = .toolCalls(calls)
             answer = ""
+        } else if !script.toolNames.isEmpty {
+            action = .answer
+            answer = Self.lastResults(in: request.messages, after: lastUser) ?? script.replyText(contextCount: request.messages.count)
         } else if let schema = request.responseSchema {
             action = .answer
             answer = callNumber <= script.badJSONAttempts ? "not json: the mock was told to answer badly"
@@ -57,8 +56,42 @@ public struct MockPlan: Sendable, Hashable {
         }
         chunks = request.responseSchema != nil ? Self.slices(answer, size: 8) : Self.wordChunks(answer)
         let completion: Int
-        if case .toolCall(let call) = action { completion = 1 + Self.words(call.arguments) } else { completion = Self.words(answer) }
+        if case .toolCalls(let calls) = action {
+            completion = calls.reduce(0) { $0 + 1 + Self.words($1.arguments) }
+        } else {
+            completion = Self.words(answer)
+        }
         usage = TokenUsage(promptTokens: promptWords, completionTokens: completion)
+    }
+
+    /// The calls of the next tool step, or nil when the script's steps are done or the request offers
+    /// none of the tools. Ids are unique per step of the prompt (`call_mock_<step>_<index>`).
+    static func nextCalls(_ script: MockScript, request: ChatRequest, after prompt: Int?) -> [AssembledToolCall]? {
+        let offered = Set(request.tools.map(\.name))
+        let after = prompt.map { Array(request.messages[($0 + 1)...]) } ?? request.messages
+        let stepsDone = after.filter { $0.role == "assistant" && !$0.toolCalls.isEmpty }.count
+        guard stepsDone < script.toolSteps else { return nil }
+        let perTool: [String]
+        if case .array(let items)? = try? JSONValue.parse(script.toolArguments) {
+            perTool = items.map(\.jsonString)
+        } else {
+            perTool = [script.toolArguments]
+        }
+        let calls = script.toolNames.enumerated().filter { offered.contains($0.element) }.map { i, name in
+            AssembledToolCall(id: "call_mock_\(stepsDone + 1)_\(i + 1)", name: name,
+                              arguments: perTool.indices.contains(i) ? perTool[i] : perTool.last ?? "{}")
+        }
+        return calls.isEmpty ? nil : calls
+    }
+
+    /// `NAME returned: RESULT` for each result of the last tool step, joined by "; ".
+    static func lastResults(in messages: [ChatMessage], after prompt: Int?) -> String? {
+        let start = prompt.map { $0 + 1 } ?? 0
+        guard let step = messages[start...].lastIndex(where: { $0.role == "assistant" && !$0.toolCalls.isEmpty }) else { return nil }
+        let names = Dictionary(messages[step].toolCalls.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
+        let results = messages[(step + 1)...].filter { $0.role == "tool" }
+            .map { "\(names[$0.toolCallID ?? ""] ?? "tool") returned: \($0.text)" }
+        return results.isEmpty ? nil : results.joined(separator: "; ")
     }
 
     /// The prompt: the last user message that is not a structured-output repair request (a repair

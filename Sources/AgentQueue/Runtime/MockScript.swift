@@ -11,7 +11,9 @@
 ///   retry_after` seconds (default 1), a 500, a stream cut after half the reply, or a hang that never
 ///   answers (the caller's timeout ends it)
 /// - `tool=NAME args='{"json": 1}'`: call the tool NAME with these arguments; once the tool's result
-///   is in the conversation, answer `NAME returned: <result>`
+///   is in the conversation, answer `NAME returned: <result>`. `tool=a,b` calls several tools in one
+///   step (`args` may then be a JSON array, one object per tool); `steps=K` calls them in K steps
+///   in a row before answering. Tools the request does not offer are not called.
 /// - `bad_json=N`: with a response schema, the first N answers do not match it (to test the repair)
 ///
 /// With a response schema the mock answers JSON that matches it. Without directives it answers
@@ -30,13 +32,15 @@ public struct MockScript: Sendable, Hashable {
     public var failPermanently = false
     public var fault: Fault = .serverError
     public var retryAfterSeconds: Int = 1
-    public var toolName: String?
+    public var toolNames: [String] = []
+    /// The arguments: one JSON object for every tool, or a JSON array with one per tool.
     public var toolArguments: String = "{}"
+    public var toolSteps: Int = 1
     public var badJSONAttempts: Int = 0
     /// The prompt with the directives taken out.
     public var prompt: String
 
-    static let known = "reply, words, tps, delay_ms, fail, fault, retry_after, tool, args, bad_json"
+    static let known = "reply, words, tps, delay_ms, fail, fault, retry_after, tool, args, steps, bad_json"
 
     public init(parsing text: String) throws {
         var remaining = ""
@@ -66,7 +70,8 @@ public struct MockScript: Sendable, Hashable {
                 }
                 fault = f
             case "retry_after": retryAfterSeconds = try Self.int(key, value)
-            case "tool": toolName = value
+            case "tool": toolNames = value.split(separator: ",").map { String($0).trimmingWhitespace() }
+            case "steps": toolSteps = max(1, try Self.int(key, value))
             case "args":
                 guard (try? JSONValue.parse(value)) != nil else {
                     throw GenerationError(.permanent, "mock: args must be JSON, got \(value)")

@@ -4,6 +4,8 @@ import Foundation
 public struct FinishItem: Sendable {
     public enum Outcome: String, Sendable {
         case succeeded, retry, failed, cancelled, released
+        /// Parked until the application answers client tool calls or approvals.
+        case requiresAction = "requires_action"
     }
 
     public var jobID: Int64
@@ -69,6 +71,7 @@ public struct FinishItem: Sendable {
             w.field("object", result.object)
             w.key("message_ids"); w.beginArray(); for id in result.messageIDs { w.string(id.uuidString.lowercased()) }; w.endArray()
             if let u = result.usage { w.key("usage"); u.write(to: &w) }
+            w.field("pending_tool_calls", result.pendingToolCalls)
             w.endObject()
         }
         if let messages {

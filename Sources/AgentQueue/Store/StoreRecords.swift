@@ -150,8 +150,11 @@ public struct JobResultPayload: Sendable, Hashable {
     public var object: JSONValue?
     public var messageIDs: [UUID]
     public var usage: TokenUsage?
+    /// A parked job's calls waiting for `submit_tool_outputs` / `approve_tool_call`.
+    public var pendingToolCalls: JSONValue?
 
-    public init(text: String?, object: JSONValue? = nil, messageIDs: [UUID], usage: TokenUsage?) {
+    public init(text: String?, object: JSONValue? = nil, messageIDs: [UUID], usage: TokenUsage?, pendingToolCalls: JSONValue? = nil) {
+        self.pendingToolCalls = pendingToolCalls
         self.text = text
         self.object = object
         self.messageIDs = messageIDs

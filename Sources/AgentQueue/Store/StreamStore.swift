@@ -49,6 +49,14 @@ public struct StreamStore: Sendable {
 
     /// Opens the streams (pending message + stream row each); returns the stream ids opened.
     public func open(_ openings: [Opening], logger: Logger) async throws -> Set<UUID> {
+        let rows = try await client.query("SELECT stream_id FROM agentq.open_streams(\(workerID), \(Self.json(openings))::jsonb)", logger: logger)
+        var opened = Set<UUID>()
+        for try await id in rows.decode(UUID.self) { opened.insert(id) }
+        return opened
+    }
+
+    /// Openings as the JSON array `agentq.open_streams` reads.
+    static func json(_ openings: [Opening]) -> String {
         var w = JSONWriter(capacity: openings.count * 200)
         w.beginArray()
         for o in openings {
@@ -62,10 +70,7 @@ public struct StreamStore: Sendable {
             w.endObject()
         }
         w.endArray()
-        let rows = try await client.query("SELECT stream_id FROM agentq.open_streams(\(workerID), \(w.text)::jsonb)", logger: logger)
-        var opened = Set<UUID>()
-        for try await id in rows.decode(UUID.self) { opened.insert(id) }
-        return opened
+        return w.text
     }
 
     /// Writes one tick of deltas; returns, per stream, (written, stop).

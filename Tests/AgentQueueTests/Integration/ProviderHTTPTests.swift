@@ -42,9 +42,12 @@ import Testing
 
     @Test func toolCallsAreAssembledFromStreamedFragments() async throws {
         try await Self.withModel { model in
-            let reply = try await model.complete(Self.request(#"[mock tool=weather args='{"city": "Oslo"}'] weather?"#))
+            var request = Self.request(#"[mock tool=weather,time args='[{"city": "Oslo"}, {"zone": "UTC"}]'] weather?"#)
+            request.tools = ["weather", "time"].map { ToolSpec(name: $0, description: nil, parameters: .object(["type": .string("object")])) }
+            let reply = try await model.complete(request)
             #expect(reply.finishReason == "tool_calls")
-            #expect(reply.toolCalls.map(\.name) == ["weather"] && reply.toolCalls.first?.arguments == #"{"city": "Oslo"}"#)
+            #expect(reply.toolCalls.map(\.name) == ["weather", "time"])
+            #expect(reply.toolCalls.map(\.arguments) == [#"{"city":"Oslo"}"#, #"{"zone":"UTC"}"#])
         }
     }
 

@@ -104,14 +104,34 @@ import Testing
     }
 
     @Test func toolCallThenAnswerWithItsResult() throws {
-        let r = request(#"[mock tool=lookup args='{"q": 1}'] find"#)
-        guard case .toolCall(let call) = try MockPlan(for: r, callNumber: 1).action else { Issue.record("no tool call"); return }
-        #expect(call.name == "lookup" && call.arguments == #"{"q": 1}"#)
-        let after = request(#"[mock tool=lookup args='{"q": 1}'] find"#,
+        let tools = [ToolSpec(name: "lookup", description: nil, parameters: .object([:]))]
+        var r = request(#"[mock tool=lookup args='{"q": 1}'] find"#)
+        #expect(try MockPlan(for: r, callNumber: 1).action == .answer, "no tool offered: no call")
+        r.tools = tools
+        guard case .toolCalls(let calls) = try MockPlan(for: r, callNumber: 1).action, let call = calls.first else {
+            Issue.record("no tool call"); return
+        }
+        #expect(calls.count == 1 && call.name == "lookup" && call.arguments == #"{"q": 1}"# && call.id == "call_mock_1_1")
+        var after = request(#"[mock tool=lookup args='{"q": 1}'] find"#,
                             extra: [ChatMessage(role: "assistant", text: "", toolCalls: [call]),
                                     ChatMessage(role: "tool", text: "found it", toolCallID: call.id)])
+        after.tools = tools
         let plan = try MockPlan(for: after, callNumber: 2)
         #expect(plan.action == .answer && plan.text == "lookup returned: found it")
+    }
+
+    @Test func parallelCallsAndSeveralSteps() throws {
+        var r = request(#"[mock tool=a,b args='[{"x": 1}, {"y": 2}]' steps=2] go"#)
+        r.tools = ["a", "b"].map { ToolSpec(name: $0, description: nil, parameters: .object([:])) }
+        guard case .toolCalls(let first) = try MockPlan(for: r, callNumber: 1).action else { Issue.record("no calls"); return }
+        #expect(first.map(\.name) == ["a", "b"] && first.map(\.arguments) == [#"{"x":1}"#, #"{"y":2}"#])
+        r.messages += [ChatMessage(role: "assistant", text: "", toolCalls: first)]
+            + first.map { ChatMessage(role: "tool", text: "r-\($0.name)", toolCallID: $0.id) }
+        guard case .toolCalls(let second) = try MockPlan(for: r, callNumber: 1).action else { Issue.record("no step 2"); return }
+        #expect(second.map(\.id) == ["call_mock_2_1", "call_mock_2_2"])
+        r.messages += [ChatMessage(role: "assistant", text: "", toolCalls: second)]
+            + second.map { ChatMessage(role: "tool", text: "s-\($0.name)", toolCallID: $0.id) }
+        #expect(try MockPlan(for: r, callNumber: 1).text == "a returned: s-a; b returned: s-b")
     }
 
     @Test func schemaAnswersAreJSONAndBadJSONCountsRepairs() throws {

@@ -1,0 +1,208 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The statements of tool calls (`sql/008_tools.sql`): the registry, the open calls of claimed jobs,
+/// and the step transaction that saves a step's calls with the SQL tools' own writes.
+public struct ToolStore: Sendable {
+    public let client: PostgresClient
+    public let workerID: String
+
+    public init(client: PostgresClient, workerID: String) {
+        self.client = client
+        self.workerID = workerID
+    }
+
+    /// The `agentq.tools` rows named.
+    public func definitions(named names: [String], logger: Logger) async throws -> [String: ToolDefinition] {
+        guard !names.isEmpty else { return [:] }
+        let rows = try await client.query("""
+            SELECT name, description, parameters::text, kind, target, options::text FROM agentq.tools WHERE name = ANY(\(names))
+            """, logger: logger)
+        var tools: [String: ToolDefinition] = [:]
+        for try await (name, description, parameters, kind, target, options) in rows.decode(
+            (String, String, String, String, String?, String).self) {
+            let opts = (try? JSONValue.parse(options)) ?? .object([:])
+            let toolKind: ToolDefinition.Kind = switch kind {
+            case "sql": .sql
+            case "http": .http(url: target ?? "")
+            default: .client
+            }
+            tools[name] = ToolDefinition(name: name, description: description,
+                                         parameters: (try? JSONValue.parse(parameters)) ?? .object([:]), kind: toolKind,
+                                         needsApproval: opts["needs_approval"]?.boolValue ?? false,
+                                         timeout: .milliseconds(opts["timeout_ms"]?.intValue ?? 10_000),
+                                         maxResponseBytes: opts["max_response_bytes"]?.intValue ?? 1 << 20)
+        }
+        return tools
+    }
+
+    /// Calls of these jobs that are not done: approved ones to run, HTTP/Swift ones a crash cut off,
+    /// and ones still waiting for an answer.
+    public func openCalls(jobIDs: [Int64], logger: Logger) async throws -> [Int64: [OpenToolCall]] {
+        guard !jobIDs.isEmpty else { return [:] }
+        let rows = try await client.query("""
+            SELECT job_id, tool_call_id, tool_name, kind, args, status FROM agentq.open_tool_calls(\(jobIDs))
+            """, logger: logger)
+        var calls: [Int64: [OpenToolCall]] = [:]
+        for try await (job, id, name, kind, args, status) in rows.decode((Int64, String, String, String, String, String).self) {
+            calls[job, default: []].append(OpenToolCall(id: id, name: name, kind: kind,
+                                                        arguments: (try? JSONValue.parse(args)) ?? .object([:]), status: status))
+        }
+        return calls
+    }
+
+    /// One step, in one transaction: the assistant message with its calls (nil when resuming calls
+    /// saved before), the results already known, every SQL tool in `runSQL` (each in a savepoint
+    /// under its own statement timeout; a failure becomes its error result), then the next pending
+    /// message and stream when `openNext` is given. Returns the SQL tools' results by call id.
+    /// Throws (nothing saved) when the job is no longer held.
+    public func saveStep(_ step: Step, logger: Logger) async throws -> [String: ToolResult] {
+        try await client.withTransaction(logger: logger) { conn in
+            _ = try await conn.query("""
+                SELECT agentq.begin_step(\(workerID), \(step.jobID), \(step.attempt)::int, \(step.json)::jsonb)
+                """, logger: logger).collect()
+            var results: [String: ToolResult] = [:]
+            for (callID, timeout) in step.runSQL {
+                _ = try await conn.query("SAVEPOINT agentq_tool", logger: logger).collect()
+                _ = try await conn.query(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(max(1, Int(timeout.seconds * 1000)))"),
+                                         logger: logger).collect()
+                do {
+                    var value: JSONValue = .null
+                    for try await text in try await conn.query("""
+                        SELECT coalesce(agentq.run_sql_tool(\(step.jobID), \(callID)), 'null'::jsonb)::text
+                        """, logger: logger).decode(String.self) {
+                        value = (try? JSONValue.parse(text)) ?? .null
+                    }
+                    results[callID] = ToolResult(value: value, isError: false)
+                    _ = try await conn.query("RELEASE SAVEPOINT agentq_tool", logger: logger).collect()
+                } catch {
+                    _ = try await conn.query("ROLLBACK TO SAVEPOINT agentq_tool", logger: logger).collect()
+                    let result = ToolResult(value: ToolStepPlan.errorResult(describeDatabaseError(error)), isError: true)
+                    results[callID] = result
+                    _ = try await conn.query("""
+                        SELECT agentq.emit_all(agentq.record_tool_results(\(step.jobID), \(Step.resultsJSON([callID: result]))::jsonb))
+                        """, logger: logger).collect()
+                }
+                _ = try await conn.query("SET LOCAL statement_timeout TO DEFAULT", logger: logger).collect()
+            }
+            if let next = step.openNext {
+                _ = try await conn.query("""
+                    SELECT stream_id FROM agentq.open_streams(\(workerID), \(StreamStore.json([next]))::jsonb)
+                    """, logger: logger).collect()
+            }
+            return results
+        }
+    }
+
+    /// One step's writes (see `saveStep`).
+    public struct Step: Sendable {
+        public var jobID: Int64
+        public var attempt: Int
+        /// The step's assistant message (nil: only results of calls saved earlier).
+        public var message: NewMessage?
+        /// The streamed step's last, unwritten delta.
+        public var streamEnd: FinishItem.StreamEnd?
+        /// New calls: [(call, status, result if known)].
+        public var calls: [(call: ToolStepPlan.Call, result: ToolResult?)] = []
+        /// Results of calls saved before (resumed or run after the step's commit).
+        public var results: [String: ToolResult] = [:]
+        public var runSQL: [(id: String, timeout: Duration)] = []
+        public var leaseExtension: Duration = .zero
+        public var openNext: StreamStore.Opening?
+
+        public init(jobID: Int64, attempt: Int) {
+            self.jobID = jobID
+            self.attempt = attempt
+        }
+
+        var json: String {
+            var w = JSONWriter(capacity: 1024)
+            w.beginObject()
+            if let message {
+                w.key("message"); w.beginObject()
+                w.key("id"); w.string(message.id.uuidString.lowercased())
+                w.key("content"); w.value(message.content)
+                w.field("text", message.text)
+                w.field("model", message.model)
+                w.field("provider", message.provider)
+                w.field("finish_reason", message.finishReason)
+                if let u = message.usage { w.key("usage"); u.write(to: &w) }
+                w.endObject()
+            }
+            if let end = streamEnd {
+                w.key("stream"); w.beginObject()
+                w.key("stream_id"); w.string(end.streamID.uuidString.lowercased())
+                w.key("seq"); w.int(end.seq)
+                w.field("delta", end.delta)
+                w.endObject()
+            }
+            w.key("lease_ms"); w.int(Int(leaseExtension.seconds * 1000))
+            w.key("calls"); w.beginArray()
+            for (call, result) in calls {
+                w.beginObject()
+                w.key("tool_call_id"); w.string(call.id)
+                w.key("tool_name"); w.string(call.name)
+                w.key("kind"); w.string(call.kindName)
+                w.key("args"); w.value(call.arguments)
+                w.key("status"); w.string(result == nil ? call.status : "done")
+                if let result { w.key("result"); w.value(result.value); w.key("is_error"); w.bool(result.isError) }
+                w.endObject()
+            }
+            for (id, result) in results.sorted(by: { $0.key < $1.key }) {
+                w.beginObject()
+                w.key("tool_call_id"); w.string(id)
+                w.key("status"); w.string("done")
+                w.key("result"); w.value(result.value)
+                w.key("is_error"); w.bool(result.isError)
+                w.endObject()
+            }
+            w.endArray()
+            w.endObject()
+            return w.text
+        }
+
+        static func resultsJSON(_ results: [String: ToolResult]) -> String {
+            var w = JSONWriter(capacity: 256)
+            w.beginArray()
+            for (id, result) in results.sorted(by: { $0.key < $1.key }) {
+                w.beginObject()
+                w.key("tool_call_id"); w.string(id)
+                w.key("result"); w.value(result.value)
+                w.key("is_error"); w.bool(result.isError)
+                w.endObject()
+            }
+            w.endArray()
+            return w.text
+        }
+    }
+}
+
+/// A tool call saved earlier that is not done.
+public struct OpenToolCall: Sendable, Hashable {
+    public var id: String
+    public var name: String
+    public var kind: String
+    public var arguments: JSONValue
+    /// `running`, `approved`, `awaiting_client` or `awaiting_approval`.
+    public var status: String
+
+    public var waits: Bool { status == "awaiting_client" || status == "awaiting_approval" }
+}
+
+/// What a tool call gave back.
+public struct ToolResult: Sendable, Hashable {
+    public var value: JSONValue
+    public var isError: Bool
+
+    public init(value: JSONValue, isError: Bool) {
+        self.value = value
+        self.isError = isError
+    }
+
+    /// The text the model reads: a string as is, anything else as JSON.
+    public var text: String {
+        if case .string(let s) = value { return s }
+        return value.jsonString
+    }
+}
