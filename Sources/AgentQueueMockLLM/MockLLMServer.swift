@@ -51,6 +51,29 @@ public struct MockLLMServer: Sendable {
             }
             return try await Self.respond(plan, parsed)
         }
+        // Endpoints for HTTP tools: `/tools/echo` answers what it got (args, ctx, Idempotency-Key),
+        // `/tools/status/N` answers status N, `/tools/big` answers 2 MiB; `/tools/calls` counts the
+        // tool requests received (to prove a refused call never arrived).
+        let toolCalls = CallCounter()
+        router.post("/tools/echo") { request, _ -> Response in
+            _ = toolCalls.next("tools")
+            let body = (try? JSONValue.parse(String(buffer: try await request.body.collect(upTo: 1 << 20)))) ?? .null
+            let key = request.headers[HTTPField.Name("Idempotency-Key")!].map(JSONValue.string) ?? .null
+            return Self.json(.ok, JSONValue.object(["echo": body["args"] ?? .null, "ctx": body["ctx"] ?? .null,
+                                                    "idempotency_key": key]).jsonString)
+        }
+        router.post("/tools/status/:code") { request, context -> Response in
+            _ = toolCalls.next("tools")
+            let code = context.parameters.get("code", as: Int.self) ?? 500
+            return Self.json(.init(code: code), #"{"error": "mock tool answered \#(code)"}"#)
+        }
+        router.post("/tools/big") { _, _ -> Response in
+            _ = toolCalls.next("tools")
+            return Self.json(.ok, "\"" + String(repeating: "x", count: 2 << 20) + "\"")
+        }
+        router.get("/tools/calls") { _, _ -> Response in
+            Self.json(.ok, "\(toolCalls.count("tools"))")
+        }
         router.post("/v1/embeddings") { request, _ -> Response in
             let body = String(buffer: try await request.body.collect(upTo: 32 * 1024 * 1024))
             guard case .object(let root)? = try? JSONValue.parse(body), let model = root["model"]?.stringValue else {
@@ -156,6 +179,10 @@ struct MockCut: Error {}
 /// How many calls the server has seen per prompt.
 final class CallCounter: Sendable {
     private let counts = Mutex<[String: Int]>([:])
+
+    func count(_ key: String) -> Int {
+        counts.withLock { $0[key] ?? 0 }
+    }
 
     func next(_ key: String) -> Int {
         counts.withLock { c in

@@ -40,6 +40,7 @@ public enum JSONValue: Codable, Hashable, Sendable {
     public var intValue: Int? { if case .number(let n) = self, n == n.rounded() { return Int(n) }; return nil }
     public var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
     public var objectValue: [String: JSONValue]? { if case .object(let o) = self { return o }; return nil }
+    public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
 
     /// Parses JSON text (a `jsonb` column read as text). Goes through JSONSerialization, which is
     /// many times faster than decoding this enum with JSONDecoder (whose type probing throws).

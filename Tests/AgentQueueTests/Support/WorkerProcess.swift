@@ -6,10 +6,11 @@ final class WorkerProcess: @unchecked Sendable {   // Process is used from one t
     let process = Process()
     let logURL: URL
 
-    init(url: DatabaseURL, arguments: [String] = []) throws {
+    init(url: DatabaseURL, arguments: [String] = [], environment: [String: String] = [:]) throws {
         let bin = try agentqBinary()
         process.executableURL = URL(fileURLWithPath: bin)
         process.arguments = ["worker", "--database-url", url.libpqURL, "--poll-ms", "100", "--log-level", "warning"] + arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("agentq-worker-\(UUID()).log")
         FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let log = try FileHandle(forWritingTo: logURL)
