@@ -54,6 +54,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // A worker with a tool written in Swift (README: Tools).
+        .executableTarget(
+            name: "agentq-example-tools",
+            dependencies: [
+                "AgentQueue",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            path: "Examples/SwiftToolWorker"
+        ),
         .testTarget(
             name: "AgentQueueTests",
             dependencies: ["AgentQueue", .product(name: "AsyncHTTPClient", package: "async-http-client")]
