@@ -99,6 +99,7 @@ import Testing
                 case "inside the tool":
                     return try await client.scalar("""
                         SELECT count(*)::int FROM pg_stat_activity WHERE query LIKE '%run_sql_tool%' AND state = 'active' AND pid <> pg_backend_pid()
+                          AND datname = current_database()
                         """) == 1
                 default:
                     return try await client.scalar("SELECT count(*)::int FROM public.orders") == 1
