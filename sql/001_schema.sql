@@ -237,7 +237,7 @@ create table if not exists agentq.embeddings (
     model      text not null,
     dims       int not null check (dims between 1 and 16000),
     thread_id  uuid not null references agentq.threads (id) on delete cascade,
-    user_id    text,   -- null hides the message from user-wide search
+    user_id    text,   -- the message's user, for user-wide search (messages.search_hidden opts out)
     embedding  vector not null,
     created_at timestamptz not null default now(),
     primary key (message_id, model),

@@ -45,6 +45,10 @@ end $$;
 create or replace function agentq.vector_index_name(p_dims int) returns text
 language sql immutable as $$ select 'embeddings_hnsw_' || p_dims $$;
 
+-- The type a dimension is indexed and compared as: HNSW indexes `vector` up to 2,000 dimensions.
+create or replace function agentq.vector_type(p_dims int) returns text
+language sql immutable as $$ select case when p_dims > 2000 then 'halfvec' else 'vector' end $$;
+
 create or replace function agentq.ensure_vector_index(p_dims int) returns boolean
 language plpgsql as $$
 begin
@@ -54,14 +58,13 @@ begin
     if p_dims > 4000 then
         raise exception 'embeddings of % dimensions cannot be indexed (at most 4000)', p_dims using errcode = '22023';
     end if;
-    execute format('create index if not exists %I on agentq.embeddings using hnsw ((embedding::%s(%s)) %s) where dims = %s',
-                   agentq.vector_index_name(p_dims), case when p_dims > 2000 then 'halfvec' else 'vector' end, p_dims,
-                   case when p_dims > 2000 then 'halfvec_cosine_ops' else 'vector_cosine_ops' end, p_dims);
+    execute format('create index if not exists %I on agentq.embeddings using hnsw ((embedding::%s(%s)) %s_cosine_ops) where dims = %s',
+                   agentq.vector_index_name(p_dims), agentq.vector_type(p_dims), p_dims, agentq.vector_type(p_dims), p_dims);
     return true;
 end $$;
 
 -- Saves vectors (computed by embed jobs, or elsewhere): [{"message_id", "model", "embedding"}], each
--- taking the message's thread and user (null user when the message is hidden from user-wide search).
+-- taking the message's thread and user.
 -- Creates the index of a dimension met for the first time (an index cannot be created from a
 -- trigger of the table it indexes, so direct INSERTs of a new dimension call ensure_vector_index).
 -- A vector replaces the message's earlier one of the same model. Returns the vectors saved.
@@ -78,7 +81,7 @@ begin
               where jsonb_typeof(x->'embedding') = 'array') s;
     insert into agentq.embeddings (message_id, model, dims, thread_id, user_id, embedding)
     select m.id, r.model, vector_dims(r.embedding::text::vector), m.thread_id,
-           case when m.search_hidden then null else m.user_id end, r.embedding::text::vector
+           m.user_id, r.embedding::text::vector
       from jsonb_to_recordset(p_rows) as r(message_id uuid, model text, embedding jsonb)
       join agentq.messages m on m.id = r.message_id
     on conflict (message_id, model) do update
@@ -90,8 +93,8 @@ end $$;
 -- Messages matching `query` (text search) and/or near `query_embedding` (vector search, among the
 -- vectors of `model` and of that dimension), in one thread or across a user's threads, ranked by
 -- reciprocal rank fusion: score = sum over the legs of 1 / (60 + rank). With only a query it is
--- text search, with only an embedding vector search. Successful, non-tool messages only; a vector
--- whose user_id is null is found in its thread but not user-wide. Runs as its caller: row-level
+-- text search, with only an embedding vector search. Successful, non-tool messages only; a message
+-- with search_hidden is found in its thread but not user-wide. Runs as its caller: row-level
 -- security applies.
 do $$ begin
     if to_regtype('agentq.search_hit') is null then
@@ -141,7 +144,7 @@ begin
                       from agentq.messages m, (select websearch_to_tsquery(agentq.text_search_config(), $1) as q) q
                      where $7 and m.tsv @@ q.q and m.status = 'success' and not m.tool
                        and ($2::uuid is null or m.thread_id = $2)
-                       and ($2::uuid is not null or m.user_id = $3)
+                       and ($2::uuid is not null or (m.user_id = $3 and not m.search_hidden))
                      order by rank desc limit $5) s),
         v as materialized (
             select s.id, row_number() over (order by s.dist, s.id)::int as r
@@ -157,10 +160,10 @@ begin
               from t full outer join v on v.id = t.id)
         select m.id, m.thread_id, m.ord, m.step, m.role, m.text, m.created_at, f.score::double precision, f.tr, f.vr
           from fused f join agentq.messages m on m.id = f.id
-         where m.status = 'success' and not m.tool
+         where m.status = 'success' and not m.tool and ($2::uuid is not null or not m.search_hidden)
          order by f.score desc, m.created_at desc, m.id
          limit $9
-        $q$, case when coalesce(dims, 0) > 2000 then 'halfvec' else 'vector' end, coalesce(dims, 1))
+        $q$, agentq.vector_type(coalesce(dims, 1)), coalesce(dims, 1))
     using query, thread_id, user_id, query_embedding, leg, emb_model, use_text, use_vector, lim;
 end $$;
 

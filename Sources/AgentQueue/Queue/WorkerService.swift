@@ -219,15 +219,16 @@ public struct WorkerService: Service {
     private func loadTools(_ claimed: [ClaimedJob], agents: [String: AgentRecord],
                            contexts: [Int64: JobContextRecord]) async throws -> [Int64: JobTools] {
         var names: [Int64: [String]] = [:]
+        var resumable: [Int64] = []
         for job in claimed where job.kind == "generate" {
             guard let agent = job.agentName.flatMap({ agents[$0] }),
                   let settings = try? runner.settings(for: job, agent: agent, context: contexts[job.id]),
                   !settings.toolNames.isEmpty else { continue }
             names[job.id] = settings.toolNames
+            if job.attempt > 1 { resumable.append(job.id) }
         }
         guard !names.isEmpty, let toolbox = runner.toolbox else { return [:] }
-        let resumable = names.keys.filter { id in claimed.contains { $0.id == id && $0.attempt > 1 } }
-        let open = try await toolbox.store.openCalls(jobIDs: Array(resumable), logger: logger)
+        let open = try await toolbox.store.openCalls(jobIDs: resumable, logger: logger)
         let wanted = Set(names.values.joined()).union(open.values.joined().map(\.name)).subtracting(swiftTools.keys)
         var definitions = try await toolbox.store.definitions(named: wanted.sorted(), logger: logger)
         for (name, tool) in swiftTools { definitions[name] = ToolDefinition(tool) }

@@ -34,11 +34,8 @@ public struct ContextAssembler: Sendable {
                 recent.append(m)
             }
         }
-        var out = paired(recent) + paired(prompt)
-        if promptOrd == nil, let promptText {
-            out = paired(recent) + [ChatMessage(role: "user", text: promptText)]
-        }
-        return out + paired(responses)
+        let promptMessages = promptOrd == nil ? promptText.map { [ChatMessage(role: "user", text: $0)] } ?? [] : paired(prompt)
+        return paired(recent) + promptMessages + paired(responses)
     }
 
     /// Converts rows to chat messages, placing each tool result right after its call (matched within

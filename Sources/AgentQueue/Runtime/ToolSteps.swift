@@ -88,7 +88,7 @@ struct ToolSteps {
         let runnable = tools.open.filter { !$0.waits }
         guard !runnable.isEmpty, let toolbox = runner.toolbox else { return [] }
         var step = ToolStore.Step(jobID: job.id, attempt: job.attempt)
-        var after: [OpenToolCall] = []
+        var after: [(id: String, tool: ToolDefinition, arguments: JSONValue)] = []
         for call in runnable {
             guard let tool = tools.definitions[call.name] else {
                 step.results[call.id] = ToolResult(value: ToolStepPlan.errorResult("tool \"\(call.name)\" is no longer available"),
@@ -99,14 +99,14 @@ struct ToolSteps {
                 step.runSQL.append((call.id, tool.timeout))
                 step.leaseExtension += tool.timeout
             } else {
-                after.append(call)
+                after.append((call.id, tool, call.arguments))
             }
         }
         var results = step.results
         results.merge(try await toolbox.store.saveStep(step, logger: logger)) { $1 }
         if !after.isEmpty {
             var record = ToolStore.Step(jobID: job.id, attempt: job.attempt)
-            record.results = await runAfterCommit(after.map { ($0.id, tools.definitions[$0.name]!, $0.arguments) }, messageID: nil)
+            record.results = await runAfterCommit(after, messageID: nil)
             _ = try await toolbox.store.saveStep(record, logger: logger)
             results.merge(record.results) { $1 }
         }

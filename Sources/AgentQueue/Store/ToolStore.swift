@@ -84,6 +84,8 @@ public struct ToolStore: Sendable {
                         SELECT agentq.emit_all(agentq.record_tool_results(\(step.jobID), \(Step.resultsJSON([callID: result]))::jsonb))
                         """, logger: logger).collect()
                 }
+            }
+            if !step.runSQL.isEmpty {
                 _ = try await conn.query("SET LOCAL statement_timeout TO DEFAULT", logger: logger).collect()
             }
             if let next = step.openNext {
@@ -149,31 +151,30 @@ public struct ToolStore: Sendable {
                 if let result { w.key("result"); w.value(result.value); w.key("is_error"); w.bool(result.isError) }
                 w.endObject()
             }
-            for (id, result) in results.sorted(by: { $0.key < $1.key }) {
-                w.beginObject()
-                w.key("tool_call_id"); w.string(id)
-                w.key("status"); w.string("done")
-                w.key("result"); w.value(result.value)
-                w.key("is_error"); w.bool(result.isError)
-                w.endObject()
-            }
+            Self.write(results, status: "done", to: &w)
             w.endArray()
             w.endObject()
             return w.text
         }
 
+        /// Results as the JSON array `agentq.record_tool_results` reads.
         static func resultsJSON(_ results: [String: ToolResult]) -> String {
             var w = JSONWriter(capacity: 256)
             w.beginArray()
+            write(results, status: nil, to: &w)
+            w.endArray()
+            return w.text
+        }
+
+        private static func write(_ results: [String: ToolResult], status: String?, to w: inout JSONWriter) {
             for (id, result) in results.sorted(by: { $0.key < $1.key }) {
                 w.beginObject()
                 w.key("tool_call_id"); w.string(id)
+                w.field("status", status)
                 w.key("result"); w.value(result.value)
                 w.key("is_error"); w.bool(result.isError)
                 w.endObject()
             }
-            w.endArray()
-            return w.text
         }
     }
 }

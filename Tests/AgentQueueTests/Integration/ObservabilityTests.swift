@@ -22,7 +22,7 @@ import Testing
             try await eventually(timeout: .seconds(30), "jobs final") {
                 try await client.scalar("SELECT count(*)::int FROM agentq.jobs WHERE finished_at IS NOT NULL") == 4
             }
-            let body = try await Self.get(metricsURL)
+            let body = try await httpGet(metricsURL)
             let samples = Self.samples(body)
             #expect(samples[#"agentq_jobs_claimed_total{kind="generate",queue="default"}"#] == 4)
             #expect(samples[#"agentq_jobs_finished_total{kind="generate",queue="default",outcome="succeeded"}"#] == 3)
@@ -36,7 +36,7 @@ import Testing
             #expect(samples[#"agentq_queue_depth{queue="default"}"#] != nil)
             #expect((samples["agentq_claim_batch_size_sum"] ?? 0) == 4)
             #expect(body.contains("# TYPE agentq_job_duration_seconds histogram"))
-            #expect(try await Self.get(metricsURL.replacingOccurrences(of: "/metrics", with: "/health")) == "ok\n")
+            #expect(try await httpGet(metricsURL.replacingOccurrences(of: "/metrics", with: "/health")) == "ok\n")
 
             worker.signal(SIGTERM)
             #expect(await worker.waitForExit() == 0)
@@ -59,11 +59,5 @@ import Testing
             samples[String(line[..<space])] = value
         }
         return samples
-    }
-
-    static func get(_ url: String) async throws -> String {
-        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
-        #expect(response.status == .ok)
-        return String(buffer: try await response.body.collect(upTo: 1 << 20))
     }
 }

@@ -11,7 +11,7 @@ import Testing
         try await TestDatabase.with("rls_matrix") { owner, url in
             try await Self.loginRole("agentq_test_producer", in: "agentq_producer", owner)
             try await Self.loginRole("agentq_test_worker", in: "agentq_worker", owner)
-            let producer = Self.as("agentq_test_producer", url)
+            let producer = Self.url(url, user: "agentq_test_producer")
             let (threadA, jobA): (UUID, Int64) = try await Self.session(producer, user: "A") { (a: PostgresClient) async throws in
                 let thread: UUID = try await a.scalar("SELECT agentq.create_thread(title => 'A''s')")
                 let job: Int64 = try await a.scalar("SELECT agentq.generate(\(thread), 'hello from A [mock words=6]')")
@@ -96,7 +96,7 @@ import Testing
         try await TestDatabase.with("rls_reader") { owner, url in
             try await Self.loginRole("agentq_test_reader", in: "agentq_reader", owner)
             try await owner.run("SELECT agentq.generate(null, 'x')")
-            try await Self.session(Self.as("agentq_test_reader", url), user: nil) { (reader: PostgresClient) async throws in
+            try await Self.session(Self.url(url, user: "agentq_test_reader"), user: nil) { (reader: PostgresClient) async throws in
                 for view in ["queue_stats", "active_jobs", "failed_jobs", "workers", "usage_daily", "thread_activity",
                              "throughput_last_minute"] {
                     _ = try await reader.scalar(PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM agentq.\(view)"), as: Int.self)
@@ -116,7 +116,7 @@ import Testing
     @Test func theWorkerRoleRunsMaintenanceButNotAdministration() async throws {
         try await TestDatabase.with("rls_worker") { owner, url in
             try await Self.loginRole("agentq_test_worker", in: "agentq_worker", owner)
-            try await Self.session(Self.as("agentq_test_worker", url), user: nil) { (worker: PostgresClient) async throws in
+            try await Self.session(Self.url(url, user: "agentq_test_worker"), user: nil) { (worker: PostgresClient) async throws in
                 _ = try await worker.scalar("SELECT agentq.prune(100)::text", as: String.self)
                 _ = try await worker.scalar("SELECT agentq.take_back_expired(100)", as: Int.self)
                 await expectError(worker, "SELECT agentq.purge(now())", "42501")
@@ -160,8 +160,6 @@ import Testing
         copy.password = nil
         return copy
     }
-
-    static func `as`(_ role: String, _ url: DatabaseURL) -> DatabaseURL { Self.url(url, user: role) }
 
     /// Runs `body` on a one-connection client of that role whose session acts for `user`.
     static func session<T: Sendable>(_ url: DatabaseURL, user: String?,

@@ -68,13 +68,9 @@ import Testing
             try await Self.add(client, thread: a, "model two three dims", vector: [1, 0, 0], model: "m:two")
             try await Self.add(client, thread: a, "model one four dims", vector: [1, 0, 0, 0], model: "m:one")
             try await Self.add(client, thread: a2, "other thread of u1", vector: [1, 0, 0], model: "m:one")
-            let hidden = try await Self.add(client, thread: a2, "hidden from user-wide search", vector: nil)
+            // Hidden after its vector was saved: neither leg finds it user-wide.
+            let hidden = try await Self.add(client, thread: a2, "hidden from user-wide search", vector: [1, 0, 0], model: "m:one")
             try await client.run("UPDATE agentq.messages SET search_hidden = true WHERE id = \(hidden)")
-            try await Self.add(client, thread: a2, "x", vector: nil)
-            _ = try await client.scalar("""
-                SELECT agentq.save_embeddings(jsonb_build_array(jsonb_build_object('message_id', \(hidden), 'model', 'm:one',
-                                                                                   'embedding', '[1,0,0]'::jsonb)))
-                """, as: Int.self)
             try await Self.add(client, thread: b, "user two's message", vector: [1, 0, 0], model: "m:one")
             #expect(try await client.scalar("SELECT count(*)::int FROM pg_indexes WHERE indexname IN ('embeddings_hnsw_3', 'embeddings_hnsw_4')") == 2)
 
@@ -85,6 +81,8 @@ import Testing
                     == ["model one four dims"])
             #expect(try await Self.hits(client, "SELECT text FROM agentq.search_messages(null, null, 'u1', 10, '[1,0,0]', 'm:two')")
                     == ["model two three dims"])
+            #expect(try await Self.hits(client, "SELECT text FROM agentq.search_messages('hidden', null, 'u1')").isEmpty)
+            #expect(try await Self.hits(client, "SELECT text FROM agentq.search_messages('hidden', \(a2))") == ["hidden from user-wide search"])
             #expect(try await Self.hits(client, "SELECT text FROM agentq.search_messages('message', null, 'u1')").isEmpty)
             #expect(try await Self.hits(client, "SELECT text FROM agentq.search_messages('message', null, 'u2')") == ["user two's message"])
         }
@@ -122,12 +120,12 @@ import Testing
             try await RolesTests.loginRole("agentq_test_producer", in: "agentq_producer", owner)
             let thread: UUID = try await owner.scalar("SELECT agentq.create_thread('A')")
             try await Self.add(owner, thread: thread, "secret plans of A", vector: [1, 0, 0])
-            try await RolesTests.session(RolesTests.as("agentq_test_producer", url), user: "B") { (b: PostgresClient) async throws in
+            try await RolesTests.session(RolesTests.url(url, user: "agentq_test_producer"), user: "B") { (b: PostgresClient) async throws in
                 #expect(try await Self.hits(b, "SELECT text FROM agentq.search_messages('secret', null, 'A')").isEmpty)
                 #expect(try await Self.hits(b, "SELECT text FROM agentq.search_messages('secret', \(thread))").isEmpty)
                 #expect(try await Self.hits(b, "SELECT text FROM agentq.search_messages(null, null, 'A', 5, '[1,0,0]', 'mock:e3')").isEmpty)
             }
-            try await RolesTests.session(RolesTests.as("agentq_test_producer", url), user: "A") { (a: PostgresClient) async throws in
+            try await RolesTests.session(RolesTests.url(url, user: "agentq_test_producer"), user: "A") { (a: PostgresClient) async throws in
                 #expect(try await Self.hits(a, "SELECT text FROM agentq.search_messages('secret', null, 'A')") == ["secret plans of A"])
             }
         }

@@ -286,7 +286,7 @@ import Testing
     }
 
     static func toolRequests(_ mock: MockLLMProcess) async throws -> Int {
-        let text = try await ObservabilityTests.get("http://127.0.0.1:\(mock.port)/tools/calls")
+        let text = try await httpGet("http://127.0.0.1:\(mock.port)/tools/calls")
         return Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     }
 }

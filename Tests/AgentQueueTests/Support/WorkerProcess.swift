@@ -1,5 +1,7 @@
 import AgentQueue
+import AsyncHTTPClient
 import Foundation
+import Testing
 
 /// A real `agentq worker` process (the built binary), for tests that kill and signal workers.
 final class WorkerProcess: @unchecked Sendable {   // Process is used from one test task at a time
@@ -59,4 +61,11 @@ func runAgentq(_ arguments: [String]) throws -> (status: Int32, out: String, err
     let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+/// The body of a GET that must answer 200 (metrics, mock-llm's tool counters).
+func httpGet(_ url: String) async throws -> String {
+    let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
+    #expect(response.status == .ok)
+    return String(buffer: try await response.body.collect(upTo: 1 << 20))
 }
