@@ -127,7 +127,16 @@ import Testing
         try await Self.withSetup("tools_client") { client, url, _ in
             let worker = try WorkerProcess(url: url)
             // A client tool: the job waits with the call in its result, then continues with the output.
-            let asked = try await Self.generate(client, #"size? [mock tool=ask_size args='{"q": "which size?"}']"#, tools: ["ask_size"])
+            let askThread: UUID = try await client.scalar("SELECT agentq.create_thread()")
+            let seen = try await StreamedGenerationTests.events(client, thread: askThread, until: { $0.type == "job.requires_action" }) {
+                _ = try await Self.generate(client, #"size? [mock tool=ask_size args='{"q": "which size?"}']"#, tools: ["ask_size"],
+                                            thread: askThread)
+            }
+            // The step's stream finishes before the job waits, and the event says so.
+            let types = seen.map(\.type)
+            #expect(types.last == "job.requires_action")
+            #expect(types.contains("stream.finished") && types.firstIndex(of: "stream.finished")! < types.count - 1)
+            let asked: Int64 = try await client.scalar("SELECT id FROM agentq.jobs WHERE thread_id = \(askThread)")
             try await Self.waitFor(client, asked, "requires_action")
             let pending: String = try await client.scalar("SELECT (agentq.job_result(\(asked))->'pending_tool_calls')::text")
             #expect(try JSONValue.parse(pending) == JSONValue.parse(#"[{"tool_call_id": "call_mock_1_1", "tool_name": "ask_size", "args": {"q": "which size?"}, "kind": "client"}]"#))
