@@ -13,7 +13,7 @@ import Synchronization
 public struct MockLLMServer: Sendable {
     public var host: String
     public var port: Int
-    /// Dimensions of embeddings when the request does not say (`dimensions`).
+    /// Dimensions of embeddings when neither the request (`dimensions`) nor the model's name (`embed-N`) says.
     public var embeddingDimensions: Int
     public var logger: Logger
 
@@ -27,7 +27,7 @@ public struct MockLLMServer: Sendable {
     /// The HTTP application (a `Service`; `runService()` runs it until a shutdown signal).
     public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in })
         -> some ApplicationProtocol {
-        let calls = CallCounter()
+        let calls = RequestCounter()
         let dimensions = embeddingDimensions
         let router = Router()
         router.get("/health") { _, _ in "ok" }
@@ -52,9 +52,9 @@ public struct MockLLMServer: Sendable {
             return try await Self.respond(plan, parsed)
         }
         // Endpoints for HTTP tools: `/tools/echo` answers what it got (args, ctx, Idempotency-Key),
-        // `/tools/status/N` answers status N, `/tools/big` answers 2 MiB; `/tools/calls` counts the
+        // `/tools/status/N` answers status N, `/tools/big` answers 2 MiB, `/tools/redirect` a 307; `/tools/calls` counts the
         // tool requests received (to prove a refused call never arrived).
-        let toolCalls = CallCounter()
+        let toolCalls = RequestCounter()
         router.post("/tools/echo") { request, _ -> Response in
             _ = toolCalls.next("tools")
             let body = (try? JSONValue.parse(String(buffer: try await request.body.collect(upTo: 1 << 20)))) ?? .null
@@ -71,9 +71,19 @@ public struct MockLLMServer: Sendable {
             _ = toolCalls.next("tools")
             return Self.json(.ok, "\"" + String(repeating: "x", count: 2 << 20) + "\"")
         }
+        // Redirects to /tools/echo on `localhost` (tests allow only 127.0.0.1, so following it would
+        // reach a host not on the list).
+        router.post("/tools/redirect") { request, _ -> Response in
+            _ = toolCalls.next("tools")
+            let port = request.head.authority?.split(separator: ":").last.map(String.init) ?? "80"
+            var headers = HTTPFields()
+            headers[.location] = "http://localhost:\(port)/tools/echo"
+            return Response(status: .temporaryRedirect, headers: headers)
+        }
         router.get("/tools/calls") { _, _ -> Response in
             Self.json(.ok, "\(toolCalls.count("tools"))")
         }
+        let embedCalls = RequestCounter()
         router.post("/v1/embeddings") { request, _ -> Response in
             let body = String(buffer: try await request.body.collect(upTo: 32 * 1024 * 1024))
             guard case .object(let root)? = try? JSONValue.parse(body), let model = root["model"]?.stringValue else {
@@ -88,7 +98,16 @@ public struct MockLLMServer: Sendable {
                 return Self.json(.badRequest, OpenAIWire.errorJSON(message: "\"input\" must be a string or an array of strings",
                                                                    type: "invalid_request_error"))
             }
-            let dims = root["dimensions"]?.intValue ?? dimensions
+            let plan = MockEmbedding.Plan(model: model)
+            if plan.permanent {
+                return Self.json(.badRequest, OpenAIWire.errorJSON(message: "mock: embedding model \"\(model)\" always fails",
+                                                                   type: "invalid_request_error"))
+            }
+            if plan.failures > 0, embedCalls.next(model) <= plan.failures {
+                return Self.json(.internalServerError, OpenAIWire.errorJSON(message: "mock: embedding request failed on purpose",
+                                                                            type: "server_error"))
+            }
+            let dims = root["dimensions"]?.intValue ?? plan.dimensions ?? dimensions
             let vectors = inputs.map { MockEmbedding.vector(for: $0, dimensions: dims) }
             let tokens = inputs.reduce(0) { $0 + MockPlan.words($1) }
             return Self.json(.ok, OpenAIWire.embeddingsJSON(model: model, vectors: vectors, promptTokens: tokens))
@@ -175,21 +194,3 @@ public struct MockLLMServer: Sendable {
 }
 
 struct MockCut: Error {}
-
-/// How many calls the server has seen per prompt.
-final class CallCounter: Sendable {
-    private let counts = Mutex<[String: Int]>([:])
-
-    func count(_ key: String) -> Int {
-        counts.withLock { $0[key] ?? 0 }
-    }
-
-    func next(_ key: String) -> Int {
-        counts.withLock { c in
-            let n = (c[key] ?? 0) + 1
-            c[key] = n
-            if c.count > 100_000 { c.removeAll() }   // bounded memory in long benchmark runs
-            return n
-        }
-    }
-}

@@ -7,8 +7,8 @@ import PostgresNIO
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Print the dashboards: queues, workers, jobs in hand, the latest failures, today's tokens.",
-        discussion: "The same views psql reads (agentq.queue_stats, workers, active_jobs, failed_jobs, usage_daily); see sql/dashboards.psql.")
+        abstract: "Print the dashboards: queues, workers, jobs in hand, the latest failures, today's tokens, busy threads.",
+        discussion: "The same views psql reads (agentq.queue_stats, workers, active_jobs, failed_jobs, usage_daily, thread_activity); see sql/dashboards.psql.")
 
     @OptionGroup var database: DatabaseOptions
 
@@ -26,6 +26,9 @@ struct StatusCommand: AsyncParsableCommand {
         ("tokens today", "agentq.usage_daily",
          ["user_id", "agent_name", "model", "calls", "failed_calls", "total_tokens"],
          "WHERE day = current_date ORDER BY total_tokens DESC LIMIT 10"),
+        ("busiest threads today", "agentq.thread_activity",
+         ["thread_id", "user_id", "left(title, 30)", "messages", "active_jobs", "tokens_last_day"],
+         "ORDER BY tokens_last_day DESC, updated_at DESC LIMIT 5"),
     ]
 
     func run() async throws {

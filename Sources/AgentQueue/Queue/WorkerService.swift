@@ -12,6 +12,8 @@ public struct WorkerService: Service {
     public let client: PostgresClient
     public let configuration: WorkerConfiguration
     public let runner: JobRunner
+    /// Runs `embed` jobs.
+    public let embedder: EmbedRunner
     public let logger: Logger
     /// The worker's HTTP client for model calls and HTTP tools (shut down when `run()` ends).
     private let http: HTTPClient
@@ -26,16 +28,22 @@ public struct WorkerService: Service {
         self.configuration = configuration
         var httpConfiguration = HTTPClient.Configuration()
         httpConfiguration.timeout = .init(connect: .init(configuration.llmConnectTimeout), read: .init(configuration.llmIdleTimeout))
+        // Never follow redirects: an allowed HTTP tool host could send the call to one not allowed,
+        // and model endpoints do not redirect.
+        httpConfiguration.redirectConfiguration = .disallow
         httpConfiguration.connectionPool = .init(idleTimeout: .seconds(60),
                                                  concurrentHTTP1ConnectionsPerHostSoftLimit: max(8, configuration.concurrency))
         http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
         let registry = ModelRegistry(http: http)
         for (name, model) in models { registry.register(name, model) }
         swiftTools = Dictionary(tools.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
+        let memory = MemoryStore(client: client, workerID: configuration.id)
         self.runner = JobRunner(models: registry, backoff: configuration.backoff,
                                 defaultRecentMessages: configuration.recentMessages,
                                 toolbox: Toolbox(store: ToolStore(client: client, workerID: configuration.id),
-                                                 caller: ToolCaller(http: http, allowedHosts: configuration.httpToolHosts)))
+                                                 caller: ToolCaller(http: http, allowedHosts: configuration.httpToolHosts)),
+                                memory: memory)
+        self.embedder = EmbedRunner(models: registry, store: memory, backoff: configuration.backoff)
         var logger = logger
         logger[metadataKey: "worker_id"] = "\(configuration.id)"
         self.logger = logger
@@ -169,16 +177,19 @@ public struct WorkerService: Service {
                        streamStore: StreamStore, state: RunState) async {
         let agentNames = Array(Set(claimed.compactMap(\.agentName)))
         let generateIDs = claimed.filter { $0.kind == "generate" }.map(\.id)
+        let embedIDs = claimed.filter { $0.kind == "embed" }.map(\.id)
         let claimedAt = ContinuousClock.now
         WorkerMetrics.jobsInHand.increment(by: Double(claimed.count))
         let agents: [String: AgentRecord]
         let contexts: [Int64: JobContextRecord]
         let tools: [Int64: JobTools]
+        let embedWork: [Int64: (model: String, inputs: [MemoryStore.EmbedInput])]
         do {
             async let a = store.agents(named: agentNames, logger: logger)
             async let c = store.contexts(jobIDs: generateIDs, recentMessages: configuration.recentMessages, logger: logger)
+            async let e = embedder.store.embedInputs(jobIDs: embedIDs, logger: logger)
             let started = ContinuousClock.now
-            (agents, contexts) = try await (a, c)
+            (agents, contexts, embedWork) = try await (a, c, e)
             tools = try await loadTools(claimed, agents: agents, contexts: contexts)
             logger.debug("contexts loaded", metadata: ["jobs": "\(claimed.count)", "ms": "\((ContinuousClock.now - started).seconds * 1000)"])
         } catch {
@@ -205,9 +216,15 @@ public struct WorkerService: Service {
             let context = contexts[job.id]
             let handle = live[job.id]
             let jobTools = tools[job.id] ?? JobTools()
+            let work = embedWork[job.id]
             jobs.addTask {
-                let item = await execute(job, agent: agent, context: context, live: handle.map { (state.streams, $0) },
-                                         tools: jobTools, control: control)
+                let item = await execute(job, control: control) { logger in
+                    if job.kind == "embed" {
+                        return await embedder.run(job, work: work, stopReason: { control.reason }, logger: logger)
+                    }
+                    return await runner.run(job, agent: agent, context: context, live: handle.map { (state.streams, $0) },
+                                            tools: jobTools, stopReason: { control.reason }, logger: logger)
+                }
                 await finish(job, item: item, claimedAt: claimedAt, state: state)
             }
         }
@@ -282,19 +299,15 @@ public struct WorkerService: Service {
         }
     }
 
-    /// Runs a job, racing it against its stop switch (cancel, lost lease, shutdown, time budget).
-    private func execute(_ job: ClaimedJob, agent: AgentRecord?, context: JobContextRecord?,
-                         live: (streams: LiveStreams, handle: LiveStreams.Handle)?, tools: JobTools,
-                         control: JobControl) async -> FinishItem {
+    /// Runs a job's `work`, racing it against its stop switch (cancel, lost lease, shutdown, time budget).
+    private func execute(_ job: ClaimedJob, control: JobControl,
+                         work: @escaping @Sendable (Logger) async -> FinishItem) async -> FinishItem {
         var jobLogger = logger
         jobLogger[metadataKey: "job_id"] = "\(job.id)"
         if let thread = job.threadID { jobLogger[metadataKey: "thread_id"] = "\(thread)" }
         let logger = jobLogger
         return await withTaskGroup(of: FinishItem?.self) { group in
-            group.addTask {
-                await runner.run(job, agent: agent, context: context, live: live, tools: tools, stopReason: { control.reason },
-                                 logger: logger)
-            }
+            group.addTask { await work(logger) }
             group.addTask { await control.waitForStop(); return nil }
             while let next = await group.next() {
                 if let item = next {

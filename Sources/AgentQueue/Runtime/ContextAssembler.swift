@@ -1,6 +1,7 @@
-/// Builds the messages a generation sends, as the Convex Agent does: the recent successful messages
-/// before the prompt's turn, then the prompt, then the replies already saved for it. A window that
-/// was cut by the limit starts at a whole turn (its oldest, partial turn is left out). Tool calls and
+/// Builds the messages a generation sends, as the Convex Agent does: search hits with their
+/// neighbours (found by `agentq.context_search`), the recent successful messages before the
+/// prompt's turn, then the prompt, then the replies already saved for it. A window that was cut by
+/// the limit starts at a whole turn (its oldest, partial turn is left out). Tool calls and
 /// results stay paired: each result follows the assistant message holding its call, and a call
 /// without its result (or a result without its call) is left out, so no provider sees an orphan.
 /// Pure logic.
@@ -15,13 +16,21 @@ public struct ContextAssembler: Sendable {
         self.excludeTools = excludeTools
     }
 
-    /// `messages` are oldest first and end at the prompt's turn; `promptText` stands in for a prompt
-    /// that was not saved (storage `none`).
-    public func assemble(messages: [ContextMessage], promptOrd: Int?, promptStep: Int?, promptText: String?) -> [ChatMessage] {
+    /// The recent window of `messages` (oldest first, ending at the prompt's turn): a full window
+    /// loses its oldest turn unless that is the prompt's, so it starts at a whole turn.
+    public func window(_ messages: [ContextMessage], promptOrd: Int?) -> [ContextMessage] {
         var window = messages
         if window.count >= limit, let oldest = window.first?.ord, oldest != promptOrd {
             window.removeAll { $0.ord == oldest }
         }
+        return window
+    }
+
+    /// `messages` are oldest first and end at the prompt's turn; `search` (oldest first) comes before
+    /// them; `promptText` stands in for a prompt that was not saved (storage `none`).
+    public func assemble(messages: [ContextMessage], search: [ContextMessage] = [], promptOrd: Int?, promptStep: Int?,
+                         promptText: String?) -> [ChatMessage] {
+        let window = window(messages, promptOrd: promptOrd)
         var recent: [ContextMessage] = []
         var prompt: [ContextMessage] = []
         var responses: [ContextMessage] = []
@@ -35,7 +44,7 @@ public struct ContextAssembler: Sendable {
             }
         }
         let promptMessages = promptOrd == nil ? promptText.map { [ChatMessage(role: "user", text: $0)] } ?? [] : paired(prompt)
-        return paired(recent) + promptMessages + paired(responses)
+        return paired(search) + paired(recent) + promptMessages + paired(responses)
     }
 
     /// Converts rows to chat messages, placing each tool result right after its call (matched within

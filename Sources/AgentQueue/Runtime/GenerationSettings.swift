@@ -25,6 +25,9 @@ public struct GenerationSettings: Sendable, Hashable {
     public var maxSteps: Int
     /// `context.exclude_tool_messages`: leave tool calls and results out of the context.
     public var excludeToolMessages: Bool
+    /// `context.search` when it searches (`text` or `vector` on, `limit` above 0), as
+    /// `agentq.context_search` reads it; nil when the context has no search part.
+    public var search: JSONValue?
 
     /// Merges the three layers; `defaultRecent` is the `recent_messages` setting.
     public init(agent: AgentRecord, threadOptions: JSONValue?, jobOptions: JSONValue, defaultRecent: Int = 100,
@@ -56,7 +59,14 @@ public struct GenerationSettings: Sendable, Hashable {
         }
         maxSteps = max(1, merged["max_steps"]?.intValue ?? 5)
         excludeToolMessages = merged["context"]?["exclude_tool_messages"]?.boolValue ?? false
+        if let search = merged["context"]?["search"], search.objectValue != nil,
+           search["text"]?.boolValue == true || search["vector"]?.boolValue == true, (search["limit"]?.intValue ?? 10) > 0 {
+            self.search = search
+        }
     }
+
+    /// Whether the search part of the context has a vector leg (which needs the prompt's embedding).
+    public var searchesVectors: Bool { search?["vector"]?.boolValue == true }
 
     /// Whether the reply streams into a pending message with deltas.
     public var streams: Bool { saveMessages != "none" && streamEnabled }

@@ -1,7 +1,8 @@
 /// Checks a JSON value against a JSON Schema: the keywords structured output uses (`type`,
 /// `properties`, `required`, `additionalProperties`, `items`, `enum`, `const`, `anyOf`, `oneOf`,
-/// `allOf`, string and array lengths, numeric bounds). Hand-written: no JSON Schema package is
-/// available here; unknown keywords are ignored, as the specification asks. Pure.
+/// `allOf`, string lengths and `pattern`, array lengths, numeric bounds (inclusive and exclusive)
+/// and `multipleOf`). Hand-written: no JSON Schema package is available here; unknown keywords are
+/// ignored, as the specification asks. Pure.
 public struct JSONSchemaValidator: Sendable {
     public let schema: JSONValue
 
@@ -63,9 +64,26 @@ public struct JSONSchemaValidator: Sendable {
         case .string(let s):
             if let min = schema["minLength"]?.intValue, s.count < min { out.append("\(path) must be at least \(min) characters") }
             if let max = schema["maxLength"]?.intValue, s.count > max { out.append("\(path) must be at most \(max) characters") }
+            if let pattern = schema["pattern"]?.stringValue {
+                if let regex = try? Regex(pattern) {
+                    if (try? regex.firstMatch(in: s)) == nil { out.append("\(path) must match the pattern \(pattern)") }
+                } else {
+                    out.append("\(path) has a schema pattern that is not a valid regular expression: \(pattern)")
+                }
+            }
         case .number(let n):
             if case .number(let min)? = schema["minimum"], n < min { out.append("\(path) must be >= \(JSONValue.number(min).jsonString)") }
             if case .number(let max)? = schema["maximum"], n > max { out.append("\(path) must be <= \(JSONValue.number(max).jsonString)") }
+            if case .number(let min)? = schema["exclusiveMinimum"], n <= min {
+                out.append("\(path) must be > \(JSONValue.number(min).jsonString)")
+            }
+            if case .number(let max)? = schema["exclusiveMaximum"], n >= max {
+                out.append("\(path) must be < \(JSONValue.number(max).jsonString)")
+            }
+            // Within rounding of a whole quotient (0.3 is a multiple of 0.1).
+            if case .number(let step)? = schema["multipleOf"], step > 0, abs(n / step - (n / step).rounded()) > 1e-9 * max(1, abs(n / step)) {
+                out.append("\(path) must be a multiple of \(JSONValue.number(step).jsonString)")
+            }
         default:
             break
         }

@@ -16,10 +16,14 @@ public struct JobRunner: Sendable {
     public var longestCallWait: Duration
     /// Where tool steps are saved and how HTTP and Swift tools are called (nil: tools are not offered).
     public var toolbox: Toolbox?
+    /// Where the search part of a context comes from (nil: `context.search` is ignored).
+    public var memory: MemoryStore?
 
     public init(models: ModelRegistry = ModelRegistry(), backoff: Backoff = Backoff(), defaultRecentMessages: Int = 100,
-                callRetryBase: Duration = .milliseconds(500), longestCallWait: Duration = .seconds(20), toolbox: Toolbox? = nil) {
+                callRetryBase: Duration = .milliseconds(500), longestCallWait: Duration = .seconds(20), toolbox: Toolbox? = nil,
+                memory: MemoryStore? = nil) {
         self.toolbox = toolbox
+        self.memory = memory
         self.models = models
         self.backoff = backoff
         self.defaultRecentMessages = defaultRecentMessages
@@ -80,9 +84,13 @@ public struct JobRunner: Sendable {
         let steps = ToolSteps(runner: self, job: job, agent: agent, settings: settings, tools: tools, stream: stream, logger: logger)
         if let parked = steps.parkedAgain() { return parked }
         let resumed = try await steps.resume(promptOrd: context?.promptOrd)
-        let messages = ContextAssembler(limit: settings.recentMessages, excludeTools: settings.excludeToolMessages).assemble(
-            messages: (context?.messages ?? []) + resumed, promptOrd: context?.promptOrd, promptStep: context?.promptStep,
-            promptText: job.options["prompt"]?.stringValue)
+        let assembler = ContextAssembler(limit: settings.recentMessages, excludeTools: settings.excludeToolMessages)
+        let recent = (context?.messages ?? []) + resumed
+        let found = try await searchContext(job, agent: agent, settings: settings, context: context,
+                                            window: assembler.window(recent, promptOrd: context?.promptOrd), calls: calls,
+                                            logger: logger)
+        let messages = assembler.assemble(messages: recent, search: found, promptOrd: context?.promptOrd,
+                                          promptStep: context?.promptStep, promptText: job.options["prompt"]?.stringValue)
         var request = ChatRequest(model: settings.model, instructions: settings.instructions, messages: messages,
                                   attempt: job.attempt, temperature: settings.temperature, maxTokens: settings.maxTokens,
                                   responseSchema: settings.schema, keepExchange: settings.logRaw)
@@ -119,6 +127,56 @@ public struct JobRunner: Sendable {
                           result: JobResultPayload(text: reply.text, object: object, messageIDs: saved.map(\.id),
                                                    usage: calls.totalUsage),
                           messages: saved)
+    }
+
+    /// The search part of the context (`context.search`): hits for the prompt among the thread's
+    /// earlier turns (or the user's threads) with their neighbours, leaving out the recent window.
+    /// The vector leg uses the prompt's saved vector, else embeds the prompt once and saves it with
+    /// the prompt message; an embedding fault drops the vector leg, never the generation.
+    private func searchContext(_ job: ClaimedJob, agent: AgentRecord, settings: GenerationSettings,
+                               context: JobContextRecord?, window: [ContextMessage], calls: CallLog,
+                               logger: Logger) async throws -> [ContextMessage] {
+        guard let search = settings.search, let memory, let threadID = job.threadID else { return [] }
+        let prompt = context?.messages.first { $0.ord == context?.promptOrd && $0.step == context?.promptStep }
+        let query = prompt?.text ?? job.options["prompt"]?.stringValue
+        var embedding: [Float]?
+        if settings.searchesVectors, let embeddingModel = agent.embeddingModel, let query, !query.isEmpty {
+            do {
+                embedding = try await promptEmbedding(query, messageID: prompt?.id, model: embeddingModel, memory: memory,
+                                                      calls: calls, logger: logger)
+            } catch {
+                logger.warning("embedding the prompt failed; searching without the vector leg",
+                               metadata: ["job_id": "\(job.id)", "error": "\(error)"])
+            }
+        }
+        do {
+            return try await memory.contextSearch(threadID: threadID, query: query, embedding: embedding,
+                                                  model: agent.embeddingModel, search: search, beforeOrd: context?.promptOrd,
+                                                  exclude: window.map(\.id), logger: logger)
+        } catch {
+            throw GenerationError(.transient, "searching the context failed: \(describeDatabaseError(error))")
+        }
+    }
+
+    /// The prompt's vector of `model` (`provider:model`): saved, or computed now (one usage row) and saved.
+    private func promptEmbedding(_ text: String, messageID: UUID?, model: String, memory: MemoryStore, calls: CallLog,
+                                 logger: Logger) async throws -> [Float] {
+        if let messageID, let saved = try await memory.savedEmbedding(messageID: messageID, model: model, logger: logger) {
+            return saved
+        }
+        guard let colon = model.firstIndex(of: ":") else {
+            throw GenerationError(.permanent, "embedding model \"\(model)\" must be written provider:model")
+        }
+        let provider = String(model[..<colon])
+        let name = String(model[model.index(after: colon)...])
+        let result = try await models.embedder(forProvider: provider).embed(model: name, inputs: [String(text.prefix(10_000))])
+        calls.add(UsageRecord(provider: provider, model: name, usage: TokenUsage(promptTokens: result.promptTokens, completionTokens: 0),
+                              messageID: messageID, kind: "embedding"))
+        guard let vector = result.vectors.first else { throw GenerationError(.transient, "the embeddings response is empty") }
+        if let messageID {
+            try await memory.saveEmbedding(messageID: messageID, model: model, vector: vector, logger: logger)
+        }
+        return vector
     }
 
     /// One model call, repeated after transient faults that streamed nothing (429 honouring
@@ -229,6 +287,11 @@ final class CallLog: Sendable {
         set { state.withLock { $0.settings = newValue } }
     }
 
+    /// Adds a row for a call made outside `begin`/`end` (the prompt's embedding).
+    func add(_ record: UsageRecord) {
+        state.withLock { $0.records.append(record) }
+    }
+
     func begin() {
         state.withLock { $0.open = true; $0.callStarted = .now; $0.streamedChunks = 0; $0.streamedBytes = 0 }
     }
@@ -268,7 +331,7 @@ final class CallLog: Sendable {
 
     var totalUsage: TokenUsage? {
         state.withLock { s in
-            let calls = s.records.filter { $0.raw?["error"] == nil }
+            let calls = s.records.filter { $0.raw?["error"] == nil && $0.kind == "chat" }
             guard !calls.isEmpty else { return nil }
             return TokenUsage(promptTokens: calls.reduce(0) { $0 + $1.promptTokens },
                               completionTokens: calls.reduce(0) { $0 + $1.completionTokens })
@@ -276,7 +339,9 @@ final class CallLog: Sendable {
     }
 
     func attach(messageID: UUID) {
-        state.withLock { s in for i in s.records.indices where s.records[i].raw?["error"] == nil { s.records[i].messageID = messageID } }
+        state.withLock { s in
+            for i in s.records.indices where s.records[i].raw?["error"] == nil && s.records[i].kind == "chat" { s.records[i].messageID = messageID }
+        }
     }
 }
 

@@ -12,4 +12,24 @@ public enum MockEmbedding {
         if norm == 0 { v[0] = 1; return v }
         return v.map { $0 / norm }
     }
+
+    /// What a mock embedding model's name asks for: `embed-64` gives 64 dimensions; `fail-2` in the
+    /// name fails the first 2 requests for that model name (HTTP 500), `fail-permanent` every one
+    /// (HTTP 400), so embed faults can be tested.
+    public struct Plan: Sendable, Hashable {
+        public var dimensions: Int?
+        public var failures: Int
+        public var permanent: Bool
+
+        public init(model: String) {
+            let parts = model.lowercased().split(separator: "-").map(String.init)
+            func number(after word: String) -> Int? {
+                guard let i = parts.firstIndex(of: word), i + 1 < parts.count else { return nil }
+                return Int(parts[i + 1])
+            }
+            dimensions = number(after: "embed").flatMap { (1...16000).contains($0) ? $0 : nil }
+            failures = number(after: "fail") ?? 0
+            permanent = parts.contains("permanent")
+        }
+    }
 }

@@ -63,6 +63,14 @@ public final class ModelRegistry: Sendable {
         throw GenerationError(.permanent, "unknown provider \"\(name)\" (this worker knows: \(known.sorted().joined(separator: ", ")))")
     }
 
+    /// The provider's embedding client (`openai`-kind providers and `mock` embed).
+    public func embedder(forProvider name: String) throws -> any EmbeddingModel {
+        guard let embedder = try model(forProvider: name) as? any EmbeddingModel else {
+            throw GenerationError(.permanent, "provider \"\(name)\" cannot compute embeddings")
+        }
+        return embedder
+    }
+
     /// A row's endpoint; its options: `stream` (true), `include_usage` (true), `header_timeout_ms`
     /// (60000), `call_timeout_ms` (600000).
     static func endpoint(_ row: ProviderRecord) -> OpenAIModel.Endpoint {

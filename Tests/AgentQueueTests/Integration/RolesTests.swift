@@ -11,6 +11,8 @@ import Testing
         try await TestDatabase.with("rls_matrix") { owner, url in
             try await Self.loginRole("agentq_test_producer", in: "agentq_producer", owner)
             try await Self.loginRole("agentq_test_worker", in: "agentq_worker", owner)
+            // Messages are embedded too (embed jobs enqueued by the producer's inserts, run by the worker).
+            try await owner.run("UPDATE agentq.agents SET embedding_model = 'mock:embed-8' WHERE name = 'default'")
             let producer = Self.url(url, user: "agentq_test_producer")
             let (threadA, jobA): (UUID, Int64) = try await Self.session(producer, user: "A") { (a: PostgresClient) async throws in
                 let thread: UUID = try await a.scalar("SELECT agentq.create_thread(title => 'A''s')")
@@ -28,7 +30,10 @@ import Testing
             // The worker, as its own role, serves both users.
             let worker = try WorkerProcess(url: Self.url(url, user: "agentq_test_worker"))
             try await eventually(timeout: .seconds(30), "both jobs succeeded") {
-                try await owner.scalar("SELECT count(*)::int FROM agentq.jobs WHERE status = 'succeeded'") == 2
+                try await owner.scalar("SELECT count(*)::int FROM agentq.jobs WHERE status = 'succeeded' AND kind = 'generate'") == 2
+            }
+            try await eventually(timeout: .seconds(30), "prompts and replies embedded") {
+                try await owner.scalar("SELECT count(*)::int FROM agentq.embeddings WHERE model = 'mock:embed-8'") == 4
             }
             worker.signal(SIGTERM)
             #expect(await worker.waitForExit() == 0, "\(worker.log)")
@@ -53,7 +58,8 @@ import Testing
                 }
                 #expect(try await b.scalar("SELECT count(*)::int FROM agentq.messages") == 2)
                 #expect(try await b.scalar("SELECT count(*)::int FROM agentq.stream_deltas") > 0)
-                #expect(try await b.scalar("SELECT count(*)::int FROM agentq.usage") == 1)
+                #expect(try await b.scalar("SELECT count(*)::int FROM agentq.usage WHERE kind = 'chat'") == 1)
+                #expect(try await b.scalar("SELECT count(*)::int FROM agentq.embeddings WHERE model = 'mock:embed-8'") == 2)
                 #expect(try await b.scalar("SELECT (agentq.job_result(\(jobB))->>'status')") == "succeeded")
                 // A's thread and job look like ones that do not exist.
                 await expectError(b, "SELECT agentq.generate(\(threadA), 'sneaky')", "P0002")
@@ -123,6 +129,10 @@ import Testing
                 await expectError(worker, "SELECT agentq.pause_queue('default')", "42501")
                 await expectError(worker, "UPDATE agentq.agents SET model = 'mock:x'", "42501")
                 await expectError(worker, "DELETE FROM agentq.threads", "42501")
+                // The producer API is not the worker's: it serves every user, so it acts for none.
+                await expectError(worker, "SELECT agentq.generate(null, 'x')", "42501")
+                await expectError(worker, "SELECT agentq.save_message(gen_random_uuid(), 'user', 'x')", "42501")
+                await expectError(worker, "DELETE FROM agentq.streams", "42501")
             }
         }
     }

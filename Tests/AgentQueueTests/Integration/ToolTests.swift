@@ -148,6 +148,16 @@ import Testing
             #expect(try await client.scalar("SELECT result->>'text' FROM agentq.jobs WHERE id = \(asked)") == "ask_size returned: large")
             await expectError(client, "SELECT agentq.submit_tool_outputs(\(asked), '[{\"tool_call_id\": \"call_mock_1_1\", \"output\": 1}]')", "55000")
 
+            // Two calls: the job waits until both are answered; answering one twice is refused.
+            let twice = try await Self.generate(client, #"sizes? [mock tool=ask_size,ask_size args='[{"q": "a"}, {"q": "b"}]']"#,
+                                                tools: ["ask_size"])
+            try await Self.waitFor(client, twice, "requires_action")
+            try await client.run("SELECT agentq.submit_tool_outputs(\(twice), '[{\"tool_call_id\": \"call_mock_1_1\", \"output\": \"S\"}]')")
+            #expect(try await client.scalar("SELECT status FROM agentq.jobs WHERE id = \(twice)") == "requires_action")
+            await expectError(client, "SELECT agentq.submit_tool_outputs(\(twice), '[{\"tool_call_id\": \"call_mock_1_1\", \"output\": \"M\"}]')", "23505")
+            try await client.run("SELECT agentq.submit_tool_outputs(\(twice), '[{\"tool_call_id\": \"call_mock_1_2\", \"output\": \"L\"}]')")
+            try await Self.waitFor(client, twice, "succeeded")
+
             // An approved call runs; a denied one reaches the model as an error with the reason.
             let approved = try await Self.generate(client, #"buy [mock tool=approve_order args='{"item": "cake"}']"#, tools: ["approve_order"])
             try await Self.waitFor(client, approved, "requires_action")
@@ -270,7 +280,8 @@ import Testing
                   ('echo', 'Echoes', '{"type": "object"}', 'http', \(base + "/echo"), '{}'),
                   ('broken', 'Fails', '{"type": "object"}', 'http', \(base + "/status/503"), '{}'),
                   ('big', 'Too big', '{"type": "object"}', 'http', \(base + "/big"), '{"max_response_bytes": 1024}'),
-                  ('elsewhere', 'Not allowed', '{"type": "object"}', 'http', \("http://localhost:\(mock.port)/tools/echo"), '{}')
+                  ('elsewhere', 'Not allowed', '{"type": "object"}', 'http', \("http://localhost:\(mock.port)/tools/echo"), '{}'),
+                  ('redirected', 'Redirects elsewhere', '{"type": "object"}', 'http', \(base + "/redirect"), '{}')
                 """)
             let worker = try WorkerProcess(url: url, environment: ["AGENTQ_HTTP_TOOL_HOSTS": "127.0.0.1:\(mock.port)"])
             let echo = try await Self.generate(client, #"e [mock tool=echo args='{"x": 1}']"#, tools: ["echo"])
@@ -281,14 +292,16 @@ import Testing
             #expect(value["idempotency_key"]?.stringValue == "agentq-\(echo)-call_mock_1_1")
             #expect(value["ctx"]?["job_id"] == .number(Double(echo)) && value["ctx"]?["tool_call_id"]?.stringValue == "call_mock_1_1")
             let before: Int = try await Self.toolRequests(mock)
-            for (tool, expected) in [("elsewhere", "is not on AGENTQ_HTTP_TOOL_HOSTS"), ("broken", "HTTP 503"), ("big", "over 1024 bytes")] {
+            // A redirect is not followed (it could lead to a host not on the list): it is an error result.
+            for (tool, expected) in [("elsewhere", "is not on AGENTQ_HTTP_TOOL_HOSTS"), ("broken", "HTTP 503"), ("big", "over 1024 bytes"),
+                                     ("redirected", "HTTP 307")] {
                 let job = try await Self.generate(client, "t [mock tool=\(tool)]", tools: [tool])
                 try await Self.waitFor(client, job, "succeeded")
                 let text: String = try await client.scalar("SELECT result::text FROM agentq.tool_calls WHERE job_id = \(job)")
                 #expect(text.contains(expected), "\(tool): \(text)")
                 #expect(try await client.scalar("SELECT is_error FROM agentq.tool_calls WHERE job_id = \(job)"))
             }
-            #expect(try await Self.toolRequests(mock) == before + 2, "the refused host got no request")
+            #expect(try await Self.toolRequests(mock) == before + 3, "the refused host got no request, not even through a redirect")
             worker.signal(SIGTERM)
             #expect(await worker.waitForExit() == 0)
         }

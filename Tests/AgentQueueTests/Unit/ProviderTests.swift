@@ -83,6 +83,25 @@ import Testing
         #expect(JSONSchemaValidator(schema: Self.schema).problems(in: .object([:])).contains("$.name is required"))
     }
 
+    @Test func boundsAndPatternsAreChecked() throws {
+        let schema = try JSONValue.parse("""
+            {"type": "object", "properties": {
+              "n": {"type": "number", "minimum": 1, "maximum": 10},
+              "x": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+              "q": {"type": "integer", "multipleOf": 5},
+              "code": {"type": "string", "pattern": "^[A-Z]{3}$"}}}
+            """)
+        let validator = JSONSchemaValidator(schema: schema)
+        #expect(validator.problems(in: try JSONValue.parse(#"{"n": 1, "x": 0.5, "q": 15, "code": "ABC"}"#)).isEmpty)
+        #expect(validator.problems(in: try JSONValue.parse(#"{"n": 10, "x": 0.999}"#)).isEmpty)
+        let problems = validator.problems(in: try JSONValue.parse(#"{"n": 11, "x": 0, "q": 7, "code": "abcd"}"#))
+        #expect(problems.contains("$.n must be <= 10"))
+        #expect(problems.contains("$.x must be > 0"))
+        #expect(problems.contains("$.q must be a multiple of 5"))
+        #expect(problems.contains("$.code must match the pattern ^[A-Z]{3}$"))
+        #expect(Set(validator.problems(in: try JSONValue.parse(#"{"n": 0, "x": 1}"#))) == ["$.n must be >= 1", "$.x must be < 1"])
+    }
+
     @Test func theMocksSampleMatchesItsSchema() {
         #expect(JSONSchemaValidator(schema: Self.schema).problems(in: JSONSampler.sample(Self.schema)).isEmpty)
     }

@@ -1,0 +1,111 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The statements of memory (`sql/009_search.sql`, `sql/010_memory.sql`): what embed jobs embed and
+/// where their vectors go, the prompt's saved vector, and the search part of a generation's context.
+public struct MemoryStore: Sendable {
+    public let client: PostgresClient
+    public let workerID: String
+
+    public init(client: PostgresClient, workerID: String) {
+        self.client = client
+        self.workerID = workerID
+    }
+
+    /// One message an embed job embeds: its id, the text sent (cut to `embed_max_chars`) and its md5.
+    public struct EmbedInput: Sendable, Hashable {
+        public var messageID: UUID
+        public var input: String
+        public var inputMD5: String
+    }
+
+    /// The work of claimed embed jobs, by job id: the model and the messages still to embed (a job
+    /// whose messages were all embedded, deleted or failed meanwhile has none).
+    public func embedInputs(jobIDs: [Int64], logger: Logger) async throws -> [Int64: (model: String, inputs: [EmbedInput])] {
+        guard !jobIDs.isEmpty else { return [:] }
+        let rows = try await client.query("""
+            SELECT job_id, model, message_id, input, input_md5 FROM agentq.embed_inputs(\(jobIDs))
+            """, logger: logger)
+        var work: [Int64: (model: String, inputs: [EmbedInput])] = [:]
+        for try await (job, model, message, input, md5) in rows.decode((Int64, String, UUID, String, String).self) {
+            work[job, default: (model, [])].inputs.append(EmbedInput(messageID: message, input: input, inputMD5: md5))
+        }
+        return work
+    }
+
+    /// Saves an embed job's vectors if this worker still holds the attempt; nil when it lost the job.
+    public func saveJobEmbeddings(jobID: Int64, attempt: Int, model: String, inputs: [EmbedInput], vectors: [[Float]],
+                                  logger: Logger) async throws -> Int? {
+        var w = JSONWriter(capacity: vectors.count * (vectors.first?.count ?? 0) * 12 + 256)
+        w.beginArray()
+        for (input, vector) in zip(inputs, vectors) {
+            w.beginObject()
+            w.key("message_id"); w.string(input.messageID.uuidString.lowercased())
+            w.key("model"); w.string(model)
+            w.key("input_md5"); w.string(input.inputMD5)
+            w.key("embedding"); Self.write(vector, to: &w)
+            w.endObject()
+        }
+        w.endArray()
+        let payload = w.text
+        let rows = try await client.query("""
+            SELECT agentq.save_job_embeddings(\(workerID), \(jobID), \(attempt)::int, \(payload)::jsonb)
+            """, logger: logger)
+        for try await saved in rows.decode(Int?.self) { return saved }
+        return nil
+    }
+
+    /// The vector of `model` saved for a message, if there is one.
+    public func savedEmbedding(messageID: UUID, model: String, logger: Logger) async throws -> [Float]? {
+        let rows = try await client.query("""
+            SELECT embedding::text FROM agentq.embeddings WHERE message_id = \(messageID) AND model = \(model)
+            """, logger: logger)
+        for try await text in rows.decode(String.self) { return Self.parse(vector: text) }
+        return nil
+    }
+
+    /// Saves one message's vector (the prompt's, computed for a vector search).
+    public func saveEmbedding(messageID: UUID, model: String, vector: [Float], logger: Logger) async throws {
+        var w = JSONWriter(capacity: vector.count * 12 + 128)
+        w.beginArray(); w.beginObject()
+        w.key("message_id"); w.string(messageID.uuidString.lowercased())
+        w.key("model"); w.string(model)
+        w.key("embedding"); Self.write(vector, to: &w)
+        w.endObject(); w.endArray()
+        let payload = w.text
+        _ = try await client.query("SELECT agentq.save_embeddings(\(payload)::jsonb)", logger: logger).collect()
+    }
+
+    /// The search part of a job's context (`agentq.context_search`), oldest first.
+    public func contextSearch(threadID: UUID, query: String?, embedding: [Float]?, model: String?, search: JSONValue,
+                              beforeOrd: Int?, exclude: [UUID], logger: Logger) async throws -> [ContextMessage] {
+        let vectorText = embedding.map(Self.text(of:))
+        let searchJSON = search.jsonString
+        let rows = try await client.query("""
+            SELECT message_id, role, text, content::text, ord, step, tool
+              FROM agentq.context_search(\(threadID), \(query), \(vectorText)::vector, \(model), \(searchJSON)::jsonb,
+                                         \(beforeOrd)::int, \(exclude)::uuid[])
+            """, logger: logger)
+        var messages: [ContextMessage] = []
+        for try await (id, role, text, content, ord, step, tool) in rows.decode((UUID, String, String?, String, Int, Int, Bool).self) {
+            messages.append(ContextMessage(id: id, role: role, contentJSON: content, text: text, ord: ord, step: step, tool: tool))
+        }
+        return messages
+    }
+
+    /// pgvector's text form, `[1,0.5,...]`.
+    static func text(of vector: [Float]) -> String {
+        "[" + vector.map { $0.isFinite ? "\($0)" : "0" }.joined(separator: ",") + "]"
+    }
+
+    static func write(_ vector: [Float], to w: inout JSONWriter) {
+        w.beginArray()
+        for x in vector { w.double(Double(x)) }
+        w.endArray()
+    }
+
+    static func parse(vector text: String) -> [Float] {
+        text.trimmingCharacters(in: CharacterSet(charactersIn: "[] ")).split(separator: ",").compactMap { Float($0) }
+    }
+}
