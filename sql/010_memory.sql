@@ -4,7 +4,8 @@
 
 insert into agentq.settings (key, value, description) values
     ('embed_batch_size', '128', 'Messages per embed job, which the worker sends in one embeddings request.'),
-    ('embed_max_chars', '10000', 'Characters of a message that are embedded (the first N).')
+    ('embed_max_chars', '10000', 'Characters of a message that are embedded (the first N).'),
+    ('embed_queue', '"default"', 'Queue of embed jobs (a queue of their own, served by workers of their own, keeps a slow embedding endpoint from holding generation slots).')
 on conflict (key) do nothing;
 
 -- The messages an embed job embeds, in order (the model is options.model).
@@ -65,8 +66,9 @@ begin
                case when count(distinct coalesce(t.user_id, '')) = 1 then (array_agg(t.user_id))[1] end as user_id,
                case when count(distinct coalesce(t.agent_name, 'default')) = 1 then (array_agg(coalesce(t.agent_name, 'default')))[1] end as agent_name
           from todo t group by t.model, t.chunk)
-    insert into agentq.jobs (kind, thread_id, user_id, agent_name, priority, options, message_ids)
-    select 'embed', g.thread_id, g.user_id, g.agent_name, p_priority, jsonb_build_object('model', g.model), g.ids
+    insert into agentq.jobs (kind, queue, thread_id, user_id, agent_name, priority, options, message_ids)
+    select 'embed', coalesce(agentq.setting('embed_queue') #>> '{}', 'default'), g.thread_id, g.user_id, g.agent_name,
+           p_priority, jsonb_build_object('model', g.model), g.ids
       from grouped g order by g.model, g.chunk;
     get diagnostics n = row_count;
     return n;

@@ -52,7 +52,8 @@ public struct MockLLMServer: Sendable {
             return try await Self.respond(plan, parsed)
         }
         // Endpoints for HTTP tools: `/tools/echo` answers what it got (args, ctx, Idempotency-Key),
-        // `/tools/status/N` answers status N, `/tools/big` answers 2 MiB, `/tools/redirect` a 307; `/tools/calls` counts the
+        // `/tools/status/N` answers status N, `/tools/big` answers 2 MiB, `/tools/redirect` a 307,
+        // `/tools/slow` after 5 s; `/tools/calls` counts the
         // tool requests received (to prove a refused call never arrived).
         let toolCalls = RequestCounter()
         router.post("/tools/echo") { request, _ -> Response in
@@ -79,6 +80,11 @@ public struct MockLLMServer: Sendable {
             var headers = HTTPFields()
             headers[.location] = "http://localhost:\(port)/tools/echo"
             return Response(status: .temporaryRedirect, headers: headers)
+        }
+        router.post("/tools/slow") { _, _ -> Response in
+            _ = toolCalls.next("tools")
+            try await Task.sleep(for: .seconds(5))
+            return Self.json(.ok, #"{"late": true}"#)
         }
         router.get("/tools/calls") { _, _ -> Response in
             Self.json(.ok, "\(toolCalls.count("tools"))")

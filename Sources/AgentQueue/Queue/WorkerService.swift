@@ -211,7 +211,9 @@ public struct WorkerService: Service {
         let live = await openStreams(claimed, agents: agents, contexts: contexts, streamStore: streamStore, state: state)
         for job in claimed {
             let agent = job.agentName.flatMap { agents[$0] }
-            let timeoutMs = job.options["timeout_ms"]?.intValue ?? agent?.options["timeout_ms"]?.intValue ?? 600_000
+            // An embed job is one request or a few: a minute, not a generation's ten.
+            let timeoutMs = job.options["timeout_ms"]?.intValue
+                ?? (job.kind == "embed" ? 60_000 : agent?.options["timeout_ms"]?.intValue ?? 600_000)
             let control = state.registry.add(job.id, attempt: job.attempt, budget: .milliseconds(timeoutMs))
             let context = contexts[job.id]
             let handle = live[job.id]

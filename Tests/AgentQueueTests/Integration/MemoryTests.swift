@@ -94,6 +94,11 @@ import Testing
             let jobsNow: Int = try await client.scalar(PostgresQuery(unsafeSQL: embedJobs))
             try await client.run("UPDATE agentq.messages SET text = 'two, edited' WHERE text = 'two'")
             #expect(try await client.scalar(PostgresQuery(unsafeSQL: embedJobs), as: Int.self) == jobsNow)
+            // embed_queue sends them to a queue of their own.
+            try await client.run("UPDATE agentq.settings SET value = '\"embed\"' WHERE key = 'embed_queue'")
+            try await client.run("SELECT agentq.save_message(\(thread), 'user', 'queued elsewhere')")
+            #expect(try await client.scalar("SELECT queue FROM agentq.jobs WHERE kind = 'embed' ORDER BY id DESC LIMIT 1", as: String.self)
+                    == "embed")
         }
     }
 

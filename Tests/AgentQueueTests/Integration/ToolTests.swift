@@ -281,7 +281,8 @@ import Testing
                   ('broken', 'Fails', '{"type": "object"}', 'http', \(base + "/status/503"), '{}'),
                   ('big', 'Too big', '{"type": "object"}', 'http', \(base + "/big"), '{"max_response_bytes": 1024}'),
                   ('elsewhere', 'Not allowed', '{"type": "object"}', 'http', \("http://localhost:\(mock.port)/tools/echo"), '{}'),
-                  ('redirected', 'Redirects elsewhere', '{"type": "object"}', 'http', \(base + "/redirect"), '{}')
+                  ('redirected', 'Redirects elsewhere', '{"type": "object"}', 'http', \(base + "/redirect"), '{}'),
+                  ('slow', 'Answers too late', '{"type": "object"}', 'http', \(base + "/slow"), '{"timeout_ms": 300}')
                 """)
             let worker = try WorkerProcess(url: url, environment: ["AGENTQ_HTTP_TOOL_HOSTS": "127.0.0.1:\(mock.port)"])
             let echo = try await Self.generate(client, #"e [mock tool=echo args='{"x": 1}']"#, tools: ["echo"])
@@ -294,14 +295,14 @@ import Testing
             let before: Int = try await Self.toolRequests(mock)
             // A redirect is not followed (it could lead to a host not on the list): it is an error result.
             for (tool, expected) in [("elsewhere", "is not on AGENTQ_HTTP_TOOL_HOSTS"), ("broken", "HTTP 503"), ("big", "over 1024 bytes"),
-                                     ("redirected", "HTTP 307")] {
+                                     ("redirected", "HTTP 307"), ("slow", "timed out after")] {
                 let job = try await Self.generate(client, "t [mock tool=\(tool)]", tools: [tool])
                 try await Self.waitFor(client, job, "succeeded")
                 let text: String = try await client.scalar("SELECT result::text FROM agentq.tool_calls WHERE job_id = \(job)")
                 #expect(text.contains(expected), "\(tool): \(text)")
                 #expect(try await client.scalar("SELECT is_error FROM agentq.tool_calls WHERE job_id = \(job)"))
             }
-            #expect(try await Self.toolRequests(mock) == before + 3, "the refused host got no request, not even through a redirect")
+            #expect(try await Self.toolRequests(mock) == before + 4, "the refused host got no request, not even through a redirect")
             worker.signal(SIGTERM)
             #expect(await worker.waitForExit() == 0)
         }

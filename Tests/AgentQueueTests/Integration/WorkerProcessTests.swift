@@ -100,7 +100,9 @@ import Testing
 
     @Test func gracefulShutdownFinishesInFlightJobsAndHandsTheRestBack() async throws {
         try await TestDatabase.with("proc_graceful") { client, url in
-            try await client.run("SELECT agentq.generate(null, '[mock delay_ms=800] short ' || g) FROM generate_series(1, 4) g")
+            // Jobs long enough that the first two are still running when the check sees them, even on a
+            // loaded machine (with shorter ones the check could see the second pair).
+            try await client.run("SELECT agentq.generate(null, '[mock delay_ms=3000] short ' || g) FROM generate_series(1, 4) g")
             let worker = try WorkerProcess(url: url, arguments: ["--concurrency", "2", "--grace", "10"])
             try await eventually(timeout: .seconds(20), "two running") {
                 try await client.scalar("SELECT count(*)::int FROM agentq.jobs WHERE status = 'running'") == 2
