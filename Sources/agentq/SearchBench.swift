@@ -159,9 +159,9 @@ private struct SearchRun: Sendable {
                     out["\(key)_p99_ms"] = .number((p99 * 100).rounded() / 100)
                     out["\(key)_mean_hits"] = .number((Double(hits) / Double(ms.count) * 100).rounded() / 100)
                     out["\(key)_hnsw_scans"] = .number(Double(scans))
-                    say(String(format: "%-6@ by %-6@            p50 %6.2f ms  p99 %6.2f ms  (%d queries, %.1f hits each, HNSW scans %d)",
-                               mode.rawValue as NSString, scope.rawValue as NSString, p50, p99, ms.count,
-                               Double(hits) / Double(ms.count), scans))
+                    let label = "\(mode.rawValue) by \(scope.rawValue)".padding(toLength: 26, withPad: " ", startingAt: 0)
+                    say(label + String(format: "p50 %6.2f ms  p99 %6.2f ms  (%d queries, %.1f hits each, HNSW scans %d)",
+                                       p50, p99, ms.count, Double(hits) / Double(ms.count), scans))
                 }
             }
             // Recall of the user-wide vector leg against exact search (index scans off: the user's
