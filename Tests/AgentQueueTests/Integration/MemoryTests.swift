@@ -343,6 +343,9 @@ import Testing
                     .count == 1)   // the other thread's zebra only
             #expect(try await client.rows("SELECT message_id FROM agentq.search_messages('zebra', \(thread))", as: UUID.self)
                     == [zebraID])
+            // Delete by user.
+            #expect(try await client.scalar("SELECT agentq.delete_embeddings(user_id => 'u1')", as: Int64.self) == 8)
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.embeddings", as: Int.self) == 0)
             // Bad input names the problem.
             await expectError(client, "SELECT agentq.reembed('no-colon')", "22023")
             await expectError(client, "SELECT agentq.reembed('http:embed-16', thread_id => gen_random_uuid())", "P0002")
