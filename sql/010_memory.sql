@@ -11,6 +11,9 @@ on conflict (key) do nothing;
 -- The messages an embed job embeds, in order (the model is options.model).
 alter table agentq.jobs add column if not exists message_ids uuid[];
 
+-- Queued embed jobs holding given messages (a re-embed or an edit skips what already waits).
+create index if not exists jobs_embed_waiting on agentq.jobs using gin (message_ids) where kind = 'embed' and status = 'queued';
+
 -- Keyset pages of one model's vectors (list_embeddings) and deletes by model.
 create index if not exists embeddings_by_model on agentq.embeddings (model, message_id);
 -- Deletes by user.
@@ -18,9 +21,25 @@ create index if not exists embeddings_by_user on agentq.embeddings (user_id, mod
 
 -- A worker role creates the HNSW index of a dimension it meets first; only the table owner may, so
 -- the function (a fixed CREATE INDEX on an integer) runs with its owner's rights.
-alter function agentq.ensure_vector_index(int) security definer set search_path = pg_catalog, public;
+-- It runs with the search_path of the migration (where pgvector's types are).
+alter function agentq.ensure_vector_index(int) security definer set search_path from current;
 
 -- Embed jobs ---------------------------------------------------------------------------------------
+
+-- An option read as the worker reads it: an integral JSON number, else `fallback` (a malformed value
+-- must not fail a statement that serves other jobs too).
+create or replace function agentq.option_int(v jsonb, fallback int) returns int
+language sql immutable as $$
+    select case when jsonb_typeof(v) = 'number' and (v #>> '{}')::numeric = trunc((v #>> '{}')::numeric)
+                     and abs((v #>> '{}')::numeric) <= 1000000000
+                then (v #>> '{}')::int else fallback end
+$$;
+
+-- A JSON boolean, else `fallback`.
+create or replace function agentq.option_bool(v jsonb, fallback boolean) returns boolean
+language sql immutable as $$
+    select case when jsonb_typeof(v) = 'boolean' then (v #>> '{}')::boolean else fallback end
+$$;
 
 -- Whether a message is worth a vector: successful, not a tool call or result, with text, and not
 -- saved with embed => false.
@@ -32,10 +51,11 @@ $$;
 -- Enqueues embed jobs for the embeddable messages among `p_message_ids`: one job per model and per
 -- `embed_batch_size` messages, in the caller's transaction. `p_model` null: each message's agent's
 -- embedding_model (the `default` agent's for messages without an agent); messages whose agent has
--- none are skipped. Messages that already have a vector of the model, or wait in a queued embed job
--- of it, are skipped too, so calling it again resumes. Returns the jobs enqueued.
+-- none are skipped. Messages that already have a vector of the model, or (p_check_waiting) wait in a
+-- queued embed job, are skipped too, so calling it again resumes. New messages cannot wait in a job
+-- yet, so the insert triggers skip that check. Returns the jobs enqueued.
 create or replace function agentq.enqueue_embed_jobs(p_message_ids uuid[], p_model text default null,
-                                                     p_priority int default 10)
+                                                     p_priority int default 10, p_check_waiting boolean default true)
 returns int language plpgsql as $$
 declare
     batch int := greatest(1, coalesce((agentq.setting('embed_batch_size') #>> '{}')::int, 128));
@@ -53,8 +73,9 @@ begin
     waiting as (
         select distinct x.id, j.options->>'model' as model
           from agentq.jobs j cross join lateral unnest(j.message_ids) as x(id)
-         where j.kind = 'embed' and j.status = 'queued'   -- a running job may have read its texts already
-           and exists (select 1 from wanted w where w.model = j.options->>'model')),
+         where p_check_waiting
+           and j.kind = 'embed' and j.status = 'queued'   -- a running job may have read its texts already
+           and j.message_ids && p_message_ids),            -- through jobs_embed_waiting
     todo as (
         select w.*, (row_number() over (partition by w.model order by w.thread_id, w.ord, w.step) - 1) / batch as chunk
           from wanted w
@@ -78,15 +99,21 @@ end $$;
 create or replace function agentq.any_embedding_model() returns boolean
 language sql stable as $$ select exists (select 1 from agentq.agents where embedding_model is not null) $$;
 
+-- The three triggers below run with their owner's rights (security definer): the job they enqueue
+-- may carry a user other than the session's (a producer may save a message for any user of its
+-- thread), and a message edit drops vectors the editor cannot delete itself. They act only on the
+-- rows of the statement that fired them.
+
 -- New messages: one statement's embeddable rows become embed jobs (a batch of replies finished
 -- together is embedded in one request). A prompt saved by `generate` (no agent, the job's id) is
 -- left to the job's trigger below, which knows the job's agent.
 create or replace function agentq.messages_embed_on_insert() returns trigger
-language plpgsql as $$
+language plpgsql security definer set search_path from current as $$
 begin
     if agentq.any_embedding_model() then
         perform agentq.enqueue_embed_jobs(array(select n.id from new_rows n
-                                                 where agentq.embeddable(n) and not (n.agent_name is null and n.job_id is not null)));
+                                                 where agentq.embeddable(n) and not (n.agent_name is null and n.job_id is not null)),
+                                          null, 10, false);
     end if;
     return null;
 end $$;
@@ -94,7 +121,7 @@ end $$;
 -- A generate job's prompt, saved with it, is embedded with the job's agent's model; when that agent
 -- embeds, the prompt takes its name, so a later edit or re-embed finds the same model.
 create or replace function agentq.jobs_embed_prompt() returns trigger
-language plpgsql as $$
+language plpgsql security definer set search_path from current as $$
 declare
     model text;
 begin
@@ -103,7 +130,7 @@ begin
         update agentq.messages m set agent_name = new.agent_name
          where m.id = new.prompt_message_id and m.job_id = new.id and m.agent_name is null;
         if found then
-            perform agentq.enqueue_embed_jobs(array[new.prompt_message_id], model);
+            perform agentq.enqueue_embed_jobs(array[new.prompt_message_id], model, 10, false);
         end if;
     end if;
     return null;
@@ -118,7 +145,7 @@ create trigger jobs_embed_prompt after insert on agentq.jobs
 -- embedded again; one that failed, or is no longer embeddable, loses its vectors (so search never
 -- returns it).
 create or replace function agentq.messages_embed_on_update() returns trigger
-language plpgsql as $$
+language plpgsql security definer set search_path from current as $$
 begin
     if exists (select 1 from new_rows n join old_rows o on o.id = n.id
                 where not agentq.embeddable(n) or n.text is distinct from o.text) then
@@ -165,18 +192,44 @@ returns int language plpgsql as $$
 declare
     max_chars int := coalesce((agentq.setting('embed_max_chars') #>> '{}')::int, 10000);
     still jsonb;
+    changed uuid[];
+    changed_model text;
 begin
     perform 1 from agentq.jobs j
      where j.id = p_job_id and j.status = 'running' and j.worker = p_worker and j.attempt = p_attempt;
     if not found then
         return null;
     end if;
-    select coalesce(jsonb_agg(r.x), '[]') into still
-      from jsonb_array_elements(p_rows) r(x)
-      join agentq.messages m on m.id = (r.x->>'message_id')::uuid
-     where agentq.embeddable(m) and md5(left(m.text, max_chars)) = r.x->>'input_md5';
+    -- FOR SHARE waits for an edit in flight and then reads the edited row, so a vector of the old
+    -- text is never saved over the edit's deletion.
+    with checked as (
+        select r.x, m.id, agentq.embeddable(m) as ok, md5(left(m.text, max_chars)) = r.x->>'input_md5' as same
+          from jsonb_array_elements(p_rows) r(x)
+          join agentq.messages m on m.id = (r.x->>'message_id')::uuid
+         for share of m)
+    select coalesce(jsonb_agg(x) filter (where ok and same), '[]'),
+           coalesce(array_agg(id) filter (where ok and not same), '{}'), min(x->>'model')
+      into still, changed, changed_model from checked;
+    -- A text that changed after it was read is embedded again (its edit may have found this job
+    -- still queued and enqueued nothing).
+    if cardinality(changed) > 0 then
+        perform agentq.enqueue_embed_jobs(changed, changed_model);
+    end if;
     return agentq.save_embeddings(still);
 end $$;
+
+-- What a generation needs to embed its prompt for a vector search: the saved vector of `p_model`,
+-- else the text to embed (cut to embed_max_chars) with its md5 and whether the prompt may be saved
+-- with a vector (embeddable: not saved with embed => false).
+create or replace function agentq.prompt_embedding(p_message_id uuid, p_model text)
+returns table (embedding text, input text, input_md5 text, embeddable boolean)
+language sql stable as $$
+    select e.embedding::text, i.input, md5(i.input), agentq.embeddable(m)
+      from agentq.messages m
+      cross join lateral (select left(m.text, coalesce((agentq.setting('embed_max_chars') #>> '{}')::int, 10000)) as input) i
+      left join agentq.embeddings e on e.message_id = m.id and e.model = p_model
+     where m.id = p_message_id
+$$;
 
 -- Embedding management ----------------------------------------------------------------------------
 
@@ -281,8 +334,8 @@ language sql stable as $$
                           where mm.thread_id = j.thread_id and mm.status = 'success'
                             and (p.ord is null or mm.ord <= p.ord)
                           order by mm.ord desc, mm.step desc
-                          limit greatest(0, coalesce((coalesce(j.options->'context', t.metadata #> '{agent_options,context}',
-                                                               a.options->'context')->>'recent_messages')::int, p_recent))) m on true
+                          limit greatest(0, agentq.option_int(coalesce(j.options->'context', t.metadata #> '{agent_options,context}',
+                                                                       a.options->'context')->'recent_messages', p_recent))) m on true
      order by j.id, m.ord, m.step
 $$;
 
@@ -298,13 +351,13 @@ returns table (message_id uuid, thread_id uuid, ord int, step int, role text, te
                tool boolean, score double precision, hit boolean)
 language plpgsql stable as $$
 declare
-    lim int := coalesce((p_search->>'limit')::int, 10);
-    use_text boolean := coalesce((p_search->>'text')::boolean, false) and coalesce(btrim(p_query), '') <> '';
-    use_vector boolean := coalesce((p_search->>'vector')::boolean, false) and p_query_embedding is not null
+    lim int := least(agentq.option_int(p_search->'limit', 10), 1000);
+    use_text boolean := agentq.option_bool(p_search->'text', false) and coalesce(btrim(p_query), '') <> '';
+    use_vector boolean := agentq.option_bool(p_search->'vector', false) and p_query_embedding is not null
                           and p_model is not null;
-    other boolean := coalesce((p_search->>'other_threads')::boolean, false);
-    before_n int := greatest(0, coalesce((p_search #>> '{message_range,before}')::int, 2));
-    after_n int := greatest(0, coalesce((p_search #>> '{message_range,after}')::int, 1));
+    other boolean := agentq.option_bool(p_search->'other_threads', false);
+    before_n int := least(greatest(0, agentq.option_int(p_search #> '{message_range,before}', 2)), 1000);
+    after_n int := least(greatest(0, agentq.option_int(p_search #> '{message_range,after}', 1)), 1000);
     excluded uuid[] := coalesce(p_exclude, '{}');
     fetch_n int := lim;
     any_word text;
@@ -381,8 +434,8 @@ begin
     end if;
     perform agentq.check_options(coalesce(options, '{}') - 'agent');
     merged := coalesce(a.options, '{}') || coalesce(t.metadata->'agent_options', '{}') || coalesce(options, '{}');
-    recent_n := coalesce((merged #>> '{context,recent_messages}')::int, 100);
-    exclude_tools := coalesce((merged #>> '{context,exclude_tool_messages}')::boolean, false);
+    recent_n := agentq.option_int(merged #> '{context,recent_messages}', 100);
+    exclude_tools := agentq.option_bool(merged #> '{context,exclude_tool_messages}', false);
     if query is null then
         select * into prompt from agentq.messages m where m.thread_id = t.id and m.status = 'success'
          order by m.ord desc, m.step desc limit 1;
@@ -414,13 +467,15 @@ begin
     end if;
 end $$;
 
--- The producer may read context and search; management is the owner's.
-revoke execute on function agentq.embed_inputs(bigint[]),
+-- The producer may read context, search and hide its own messages (row-level security applies);
+-- management is the owner's.
+revoke execute on function agentq.embed_inputs(bigint[]), agentq.enqueue_embed_jobs(uuid[], text, int, boolean),
+    agentq.prompt_embedding(uuid, text),
     agentq.save_job_embeddings(text, bigint, int, jsonb), agentq.reembed(text, uuid, text),
     agentq.delete_embeddings(text, uuid, text) from agentq_producer;
+revoke execute on function agentq.reembed(text, uuid, text), agentq.delete_embeddings(text, uuid, text),
+    agentq.set_search_hidden(uuid, boolean) from agentq_worker;
 grant select on agentq.embedding_stats to agentq_reader;
--- A producer editing or failing its own message drops that message's vectors (row-level security
--- keeps it to its threads' vectors).
-grant delete on agentq.embeddings to agentq_producer;
+revoke execute on all functions in schema agentq from public;   -- see sql/011
 
 insert into agentq.schema_migrations (version, name) values ('010', 'memory') on conflict (version) do nothing;

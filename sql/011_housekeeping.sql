@@ -1,5 +1,6 @@
--- AgentQueue 011: housekeeping. Tool calls go with their job (prune, purge or a plain DELETE), and
--- the thread_activity dashboard reads recent threads and their usage through indexes.
+-- AgentQueue 011: housekeeping. Tool calls go with their job (prune, purge or a plain DELETE), the
+-- worker role loses what it does not use, and the thread_activity dashboard finds recent threads
+-- through an index (their usage is read through 005's usage_by_thread).
 
 -- tool_calls has no foreign key to jobs (jobs are pruned in batches; a cascade per row would cost
 -- more), so a statement trigger deletes the calls of the jobs a statement deleted.
@@ -29,6 +30,12 @@ revoke execute on function
 revoke delete on agentq.streams from agentq_worker;
 
 create index if not exists threads_by_update on agentq.threads (updated_at);
-create index if not exists usage_by_thread on agentq.usage (thread_id, at) where thread_id is not null;
+
+-- 007's `alter default privileges in schema agentq revoke execute ... from public` cannot take back
+-- PostgreSQL's global default (per-schema defaults only add), so functions created after 007 were
+-- executable by PUBLIC: the producer could call 008's step functions and 010's management through
+-- it. Take it back for every function of the schema; every migration after this one ends with the
+-- same statement (a test checks that no agentq function is PUBLIC's).
+revoke execute on all functions in schema agentq from public;
 
 insert into agentq.schema_migrations (version, name) values ('011', 'housekeeping') on conflict (version) do nothing;

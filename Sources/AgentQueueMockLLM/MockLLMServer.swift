@@ -113,6 +113,10 @@ public struct MockLLMServer: Sendable {
                 return Self.json(.internalServerError, OpenAIWire.errorJSON(message: "mock: embedding request failed on purpose",
                                                                             type: "server_error"))
             }
+            if inputs.contains(where: MockEmbedding.refuses) {
+                return Self.json(.badRequest, OpenAIWire.errorJSON(message: "mock: an input asks to be refused",
+                                                                   type: "invalid_request_error"))
+            }
             let dims = root["dimensions"]?.intValue ?? plan.dimensions ?? dimensions
             let vectors = inputs.map { MockEmbedding.vector(for: $0, dimensions: dims) }
             let tokens = inputs.reduce(0) { $0 + MockPlan.words($1) }

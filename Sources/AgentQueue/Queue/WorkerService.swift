@@ -183,11 +183,18 @@ public struct WorkerService: Service {
         let agents: [String: AgentRecord]
         let contexts: [Int64: JobContextRecord]
         let tools: [Int64: JobTools]
-        let embedWork: [Int64: (model: String, inputs: [MemoryStore.EmbedInput])]
+        var embedWork: [Int64: (model: String, inputs: [MemoryStore.EmbedInput])]?
         do {
             async let a = store.agents(named: agentNames, logger: logger)
             async let c = store.contexts(jobIDs: generateIDs, recentMessages: configuration.recentMessages, logger: logger)
-            async let e = embedder.store.embedInputs(jobIDs: embedIDs, logger: logger)
+            // A fault reading the embed jobs' texts retries those jobs only, never the generations.
+            async let e: [Int64: (model: String, inputs: [MemoryStore.EmbedInput])]? = {
+                do { return try await embedder.store.embedInputs(jobIDs: embedIDs, logger: logger) } catch {
+                    logger.error("loading embed jobs' texts failed; retrying them later",
+                                 metadata: ["error": "\(describeDatabaseError(error))"])
+                    return nil
+                }
+            }()
             let started = ContinuousClock.now
             (agents, contexts, embedWork) = try await (a, c, e)
             tools = try await loadTools(claimed, agents: agents, contexts: contexts)
@@ -218,10 +225,16 @@ public struct WorkerService: Service {
             let context = contexts[job.id]
             let handle = live[job.id]
             let jobTools = tools[job.id] ?? JobTools()
-            let work = embedWork[job.id]
+            let work = embedWork?[job.id]
+            let embedLoaded = embedWork != nil
             jobs.addTask {
                 let item = await execute(job, control: control) { logger in
                     if job.kind == "embed" {
+                        guard embedLoaded else {
+                            return FinishItem(jobID: job.id, attempt: job.attempt, outcome: .retry,
+                                              error: "could not read the texts to embed",
+                                              retryAt: Date().addingTimeInterval(configuration.backoff.delay(afterAttempt: job.attempt).seconds))
+                        }
                         return await embedder.run(job, work: work, stopReason: { control.reason }, logger: logger)
                     }
                     return await runner.run(job, agent: agent, context: context, live: handle.map { (state.streams, $0) },

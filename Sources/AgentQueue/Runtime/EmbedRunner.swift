@@ -1,22 +1,48 @@
 import Foundation
 import Logging
 
-/// Runs one claimed `embed` job: its messages' texts in one embeddings request per
-/// `maxInputsPerRequest`, the vectors saved (fenced by the attempt), a usage row per request. Like
-/// `JobRunner` it never throws: faults become retries with backoff (transient) or a failed job
-/// (permanent), and generation never waits on it.
+/// Runs one claimed `embed` job: its messages' texts in embeddings requests of at most
+/// `maxInputsPerRequest` inputs and `maxCharactersPerRequest` characters, the vectors saved (fenced
+/// by the attempt), a usage row per request. A refused request (a permanent fault, such as one
+/// input over the model's token limit) is split in halves until the refused message is found, so
+/// one bad message does not cost the others their vectors. Like `JobRunner` it never throws: faults
+/// become retries with backoff (transient) or a failed job (permanent), and no generation waits on it.
 public struct EmbedRunner: Sendable {
     public var models: ModelRegistry
     public var store: MemoryStore
     public var backoff: Backoff
     /// Inputs per embeddings request (OpenAI accepts up to 2,048).
     public var maxInputsPerRequest: Int
+    /// Characters per request (OpenAI caps a request's total tokens; 200,000 characters stay well
+    /// under it for any text).
+    public var maxCharactersPerRequest: Int
 
-    public init(models: ModelRegistry, store: MemoryStore, backoff: Backoff = Backoff(), maxInputsPerRequest: Int = 256) {
+    public init(models: ModelRegistry, store: MemoryStore, backoff: Backoff = Backoff(), maxInputsPerRequest: Int = 256,
+                maxCharactersPerRequest: Int = 200_000) {
         self.models = models
         self.store = store
         self.backoff = backoff
         self.maxInputsPerRequest = maxInputsPerRequest
+        self.maxCharactersPerRequest = maxCharactersPerRequest
+    }
+
+    /// `inputs` cut into requests by count and size, in order. Pure.
+    public func requests(_ inputs: [MemoryStore.EmbedInput]) -> [[MemoryStore.EmbedInput]] {
+        var out: [[MemoryStore.EmbedInput]] = []
+        var current: [MemoryStore.EmbedInput] = []
+        var characters = 0
+        for input in inputs {
+            let size = input.input.count
+            if !current.isEmpty && (current.count >= maxInputsPerRequest || characters + size > maxCharactersPerRequest) {
+                out.append(current)
+                current = []
+                characters = 0
+            }
+            current.append(input)
+            characters += size
+        }
+        if !current.isEmpty { out.append(current) }
+        return out
     }
 
     /// The outcome of `job`, given what `MemoryStore.embedInputs` found for it (nil: nothing left).
@@ -29,6 +55,7 @@ public struct EmbedRunner: Sendable {
         }
         var usage: [UsageRecord] = []
         var saved = 0
+        var refused: [(id: UUID, reason: String)] = []
         do {
             guard let colon = work.model.firstIndex(of: ":") else {
                 throw GenerationError(.permanent, "embedding model \"\(work.model)\" must be written provider:model")
@@ -36,16 +63,27 @@ public struct EmbedRunner: Sendable {
             let provider = String(work.model[..<colon])
             let model = String(work.model[work.model.index(after: colon)...])
             let embedder = try models.embedder(forProvider: provider)
-            var start = 0
-            while start < work.inputs.count {
-                let chunk = Array(work.inputs[start..<min(start + maxInputsPerRequest, work.inputs.count)])
+            var pending = Array(requests(work.inputs).reversed())
+            while let chunk = pending.popLast() {
                 let began = ContinuousClock.now
                 let result: (vectors: [[Float]], promptTokens: Int)
                 do {
                     result = try await embedder.embed(model: model, inputs: chunk.map(\.input))
+                } catch let failure as GenerationError where failure.kind == .permanent {
+                    usage.append(Self.failedCall(provider, model, failure.message))
+                    // A refusal of everything (a bad key or model) shows as two refused messages and
+                    // nothing embedded: fail the job rather than split on.
+                    if saved == 0 && refused.count >= 1 && chunk.count == 1 { throw failure }
+                    if chunk.count == 1 {
+                        refused.append((chunk[0].messageID, failure.message))
+                    } else {
+                        let half = chunk.count / 2
+                        pending.append(Array(chunk[half...]))
+                        pending.append(Array(chunk[..<half]))
+                    }
+                    continue
                 } catch {
-                    usage.append(UsageRecord(provider: provider, model: model, usage: TokenUsage(promptTokens: 0, completionTokens: 0),
-                                             messageID: nil, kind: "embedding", raw: .object(["error": .string("\(error)")])))
+                    usage.append(Self.failedCall(provider, model, (error as? GenerationError)?.message ?? "\(error)"))
                     throw error
                 }
                 WorkerMetrics.llmCall(provider: provider, model: model, failed: false, after: began.elapsed,
@@ -58,8 +96,9 @@ public struct EmbedRunner: Sendable {
                     return (stopReason() ?? .leaseLost).finishItem(for: job, usage: usage, backoff: backoff)
                 }
                 saved += n
-                start += chunk.count
             }
+            // Nothing embedded and something refused: the model refuses this job, not one message.
+            if saved == 0, let first = refused.first { throw GenerationError(.permanent, first.reason) }
         } catch {
             if let reason = stopReason() { return reason.finishItem(for: job, usage: usage, backoff: backoff) }
             var item: FinishItem
@@ -76,11 +115,25 @@ public struct EmbedRunner: Sendable {
             item.usage = usage
             return item
         }
+        if !refused.isEmpty {
+            logger.warning("messages the embedding model refused", metadata: [
+                "job_id": "\(job.id)", "messages": "\(refused.map(\.id.uuidString).joined(separator: ","))",
+                "error": "\(refused[0].reason)"])
+        }
+        let refusedJSON = JSONValue.array(refused.map { .object(["message_id": .string($0.id.uuidString.lowercased()),
+                                                                 "error": .string($0.reason)]) })
         var item = FinishItem(jobID: job.id, attempt: job.attempt, outcome: .succeeded,
-                              result: JobResultPayload(text: "embedded \(saved) messages",
-                                                       object: .object(["embedded": .number(Double(saved)), "model": .string(work.model)]),
+                              result: JobResultPayload(text: "embedded \(saved) messages" + (refused.isEmpty ? "" : ", \(refused.count) refused"),
+                                                       object: .object(["embedded": .number(Double(saved)), "model": .string(work.model),
+                                                                        "refused": refusedJSON]),
                                                        messageIDs: [], usage: nil))
         item.usage = usage
         return item
+    }
+
+    /// The usage row of a request that failed.
+    private static func failedCall(_ provider: String, _ model: String, _ message: String) -> UsageRecord {
+        UsageRecord(provider: provider, model: model, usage: TokenUsage(promptTokens: 0, completionTokens: 0),
+                    messageID: nil, kind: "embedding", raw: .object(["error": .string(message)]))
     }
 }

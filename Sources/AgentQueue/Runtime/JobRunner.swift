@@ -142,8 +142,8 @@ public struct JobRunner: Sendable {
         var embedding: [Float]?
         if settings.searchesVectors, let embeddingModel = agent.embeddingModel, let query, !query.isEmpty {
             do {
-                embedding = try await promptEmbedding(query, messageID: prompt?.id, model: embeddingModel, memory: memory,
-                                                      calls: calls, logger: logger)
+                embedding = try await promptEmbedding(query, job: job, messageID: prompt?.id, model: embeddingModel,
+                                                      memory: memory, calls: calls, logger: logger)
             } catch {
                 logger.warning("embedding the prompt failed; searching without the vector leg",
                                metadata: ["job_id": "\(job.id)", "error": "\(error)"])
@@ -158,23 +158,29 @@ public struct JobRunner: Sendable {
         }
     }
 
-    /// The prompt's vector of `model` (`provider:model`): saved, or computed now (one usage row) and saved.
-    private func promptEmbedding(_ text: String, messageID: UUID?, model: String, memory: MemoryStore, calls: CallLog,
-                                 logger: Logger) async throws -> [Float] {
-        if let messageID, let saved = try await memory.savedEmbedding(messageID: messageID, model: model, logger: logger) {
-            return saved
+    /// The prompt's vector of `model` (`provider:model`): saved, or computed now (one usage row) and
+    /// saved with the prompt message, unless the prompt was saved with `embed => false` (or not saved).
+    private func promptEmbedding(_ text: String, job: ClaimedJob, messageID: UUID?, model: String, memory: MemoryStore,
+                                 calls: CallLog, logger: Logger) async throws -> [Float] {
+        var input = String(text.prefix(10_000))
+        var saveAs: MemoryStore.EmbedInput?
+        if let messageID, let prompt = try await memory.promptEmbedding(messageID: messageID, model: model, logger: logger) {
+            if let saved = prompt.saved { return saved }
+            input = prompt.input.input
+            if prompt.embeddable { saveAs = prompt.input }
         }
         guard let colon = model.firstIndex(of: ":") else {
             throw GenerationError(.permanent, "embedding model \"\(model)\" must be written provider:model")
         }
         let provider = String(model[..<colon])
         let name = String(model[model.index(after: colon)...])
-        let result = try await models.embedder(forProvider: provider).embed(model: name, inputs: [String(text.prefix(10_000))])
+        let result = try await models.embedder(forProvider: provider).embed(model: name, inputs: [input])
         calls.add(UsageRecord(provider: provider, model: name, usage: TokenUsage(promptTokens: result.promptTokens, completionTokens: 0),
                               messageID: messageID, kind: "embedding"))
         guard let vector = result.vectors.first else { throw GenerationError(.transient, "the embeddings response is empty") }
-        if let messageID {
-            try await memory.saveEmbedding(messageID: messageID, model: model, vector: vector, logger: logger)
+        if let saveAs {
+            _ = try await memory.saveJobEmbeddings(jobID: job.id, attempt: job.attempt, model: model, inputs: [saveAs],
+                                                   vectors: [vector], logger: logger)
         }
         return vector
     }

@@ -13,6 +13,11 @@ public enum MockEmbedding {
         return v.map { $0 / norm }
     }
 
+    /// An input holding this is refused (HTTP 400 from `agentq mock-llm`), with the whole request.
+    public static let refuseMarker = "[embed refuse]"
+
+    public static func refuses(_ input: String) -> Bool { input.contains(refuseMarker) }
+
     /// What a mock embedding model's name asks for: `embed-64` gives 64 dimensions; `fail-2` in the
     /// name fails the first 2 requests for that model name (HTTP 500), `fail-permanent` every one
     /// (HTTP 400), so embed faults can be tested.

@@ -34,7 +34,8 @@ public struct MemoryStore: Sendable {
         return work
     }
 
-    /// Saves an embed job's vectors if this worker still holds the attempt; nil when it lost the job.
+    /// Saves vectors a job computed (an embed job's, or a generation's prompt) if this worker still
+    /// holds the attempt and the texts are unchanged; nil when it lost the job.
     public func saveJobEmbeddings(jobID: Int64, attempt: Int, model: String, inputs: [EmbedInput], vectors: [[Float]],
                                   logger: Logger) async throws -> Int? {
         var w = JSONWriter(capacity: vectors.count * (vectors.first?.count ?? 0) * 12 + 256)
@@ -56,25 +57,17 @@ public struct MemoryStore: Sendable {
         return nil
     }
 
-    /// The vector of `model` saved for a message, if there is one.
-    public func savedEmbedding(messageID: UUID, model: String, logger: Logger) async throws -> [Float]? {
+    /// What embedding a prompt message for a search needs: its saved vector of `model`, else the text
+    /// to embed (cut to `embed_max_chars`) and whether a vector may be saved with it. Nil: no such message.
+    public func promptEmbedding(messageID: UUID, model: String,
+                                logger: Logger) async throws -> (saved: [Float]?, input: EmbedInput, embeddable: Bool)? {
         let rows = try await client.query("""
-            SELECT embedding::text FROM agentq.embeddings WHERE message_id = \(messageID) AND model = \(model)
+            SELECT embedding, input, input_md5, embeddable FROM agentq.prompt_embedding(\(messageID), \(model))
             """, logger: logger)
-        for try await text in rows.decode(String.self) { return Self.parse(vector: text) }
+        for try await (embedding, input, md5, embeddable) in rows.decode((String?, String, String, Bool).self) {
+            return (embedding.map(Self.parse(vector:)), EmbedInput(messageID: messageID, input: input, inputMD5: md5), embeddable)
+        }
         return nil
-    }
-
-    /// Saves one message's vector (the prompt's, computed for a vector search).
-    public func saveEmbedding(messageID: UUID, model: String, vector: [Float], logger: Logger) async throws {
-        var w = JSONWriter(capacity: vector.count * 12 + 128)
-        w.beginArray(); w.beginObject()
-        w.key("message_id"); w.string(messageID.uuidString.lowercased())
-        w.key("model"); w.string(model)
-        w.key("embedding"); Self.write(vector, to: &w)
-        w.endObject(); w.endArray()
-        let payload = w.text
-        _ = try await client.query("SELECT agentq.save_embeddings(\(payload)::jsonb)", logger: logger).collect()
     }
 
     /// The search part of a job's context (`agentq.context_search`), oldest first.

@@ -138,6 +138,23 @@ import Testing
             #expect(try await client.scalar("""
                 SELECT count(*)::int FROM agentq.jobs WHERE kind = 'embed' AND \(skipped) = ANY (message_ids)
                 """, as: Int.self) == 0)
+            // A refused input (a request with it answers HTTP 400) costs only its own vector: the
+            // request is split until the refused message is alone.
+            try await client.run("""
+                INSERT INTO agentq.messages (thread_id, user_id, agent_name, ord, step, role, content, text)
+                SELECT \(elsewhere), 'u1', 'remote', 5, s, 'assistant', '[]',
+                       CASE WHEN s = 2 THEN 'please [embed refuse] this' ELSE 'batch ' || s END
+                  FROM generate_series(0, 3) s
+                """)
+            try await eventually("the batch's job done") {
+                try await client.scalar("""
+                    SELECT count(*)::int FROM agentq.jobs WHERE kind = 'embed' AND thread_id = \(elsewhere) AND status = 'succeeded'
+                    """) == 1
+            }
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.embeddings WHERE thread_id = \(elsewhere)", as: Int.self) == 3)
+            #expect(try await client.scalar("""
+                SELECT jsonb_array_length(result->'object'->'refused') FROM agentq.jobs WHERE kind = 'embed' AND thread_id = \(elsewhere)
+                """, as: Int.self) == 1)
             // An edited message is embedded again, from its new text.
             try await client.run("UPDATE agentq.messages SET text = 'zebras and horses' WHERE id = \(rows[0].4)")
             try await eventually("the edited prompt embedded again") {
@@ -278,6 +295,18 @@ import Testing
             #expect(try await client.scalar("SELECT count(*)::int FROM agentq.embeddings WHERE message_id = \(promptID)", as: Int.self) == 1)
             #expect(Self.close(try await Self.vector(client, message: promptID, model: "http:embed-64"),
                                MockEmbedding.vector(for: prompt, dimensions: 64)))
+            // A prompt saved with embed => false is embedded for the search, but no vector is kept.
+            let unsaved: Int64 = try await client.scalar("""
+                SELECT agentq.generate(\(thread), \(prompt + " again"), 'remote', options => '{"embed": false}')
+                """)
+            try await eventually("the second reply") { try await Self.succeeded(client, unsaved) }
+            let secondSent = try await Self.requestContents(client, job: unsaved)
+            // (Its nearest earlier turn is now the first prompt of this thread, with its reply.)
+            #expect(secondSent == ["You are a test.", prompt, "ok", prompt + " again"])
+            #expect(try await client.scalar("""
+                SELECT count(*)::int FROM agentq.embeddings e JOIN agentq.jobs j ON j.prompt_message_id = e.message_id
+                 WHERE j.id = \(unsaved)
+                """, as: Int.self) == 0)
             worker.signal(SIGTERM)
             #expect(await worker.waitForExit() == 0)
         }

@@ -133,7 +133,31 @@ import Testing
                 await expectError(worker, "SELECT agentq.generate(null, 'x')", "42501")
                 await expectError(worker, "SELECT agentq.save_message(gen_random_uuid(), 'user', 'x')", "42501")
                 await expectError(worker, "DELETE FROM agentq.streams", "42501")
+                // Management of embeddings is the owner's.
+                await expectError(worker, "SELECT agentq.reembed('mock:embed-8')", "42501")
             }
+        }
+    }
+
+    /// No function of the schema is executable through PUBLIC (each role gets what it is granted),
+    /// and the producer cannot reach the worker's, the tool steps' or embedding management.
+    @Test func noFunctionIsPublicsAndTheProducersAreNarrow() async throws {
+        try await TestDatabase.with("rls_functions") { owner, _ in
+            let open = try await owner.rows("""
+                SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                 WHERE n.nspname = 'agentq' AND has_function_privilege('public', p.oid, 'execute') ORDER BY 1
+                """, as: String.self)
+            #expect(open.isEmpty, "executable by PUBLIC: \(open)")
+            for function in ["agentq.begin_step(text,bigint,integer,jsonb)", "agentq.embed_inputs(bigint[])",
+                             "agentq.reembed(text,uuid,text)", "agentq.delete_embeddings(text,uuid,text)",
+                             "agentq.enqueue_embed_jobs(uuid[],text,integer,boolean)"] {
+                let allowed: Bool = try await owner.scalar(
+                    "SELECT has_function_privilege('agentq_producer', \(function)::regprocedure, 'execute')")
+                #expect(!allowed, "the producer may call \(function)")
+            }
+            let context: Bool = try await owner.scalar(
+                "SELECT has_function_privilege('agentq_producer', 'agentq.context_messages(uuid,text,jsonb,vector)'::regprocedure, 'execute')")
+            #expect(context)
         }
     }
 

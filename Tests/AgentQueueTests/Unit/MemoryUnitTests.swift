@@ -61,6 +61,17 @@ import Testing
         #expect(messages.map(\.role) == ["user", "assistant", "user", "assistant", "user"])
     }
 
+    @Test func embedRequestsAreCutByCountAndSize() {
+        let runner = EmbedRunner(models: ModelRegistry(), store: MemoryStore(client: .init(configuration: .init(
+            host: "127.0.0.1", username: "x", password: nil, database: nil, tls: .disable)), workerID: "w"),
+            maxInputsPerRequest: 3, maxCharactersPerRequest: 10)
+        let inputs = ["aaaa", "bbbb", "cc", "d", "eeeeeeeeeeee", "f"].map {
+            MemoryStore.EmbedInput(messageID: UUID(), input: $0, inputMD5: "")
+        }
+        // 4+4 fit, +2 = 10 fits but makes 3 inputs; a 12-character input goes alone (never dropped).
+        #expect(runner.requests(inputs).map { $0.map(\.input) } == [["aaaa", "bbbb", "cc"], ["d"], ["eeeeeeeeeeee"], ["f"]])
+    }
+
     @Test func vectorsTravelAsPgvectorText() {
         #expect(MemoryStore.text(of: [1, 0.5, -2]) == "[1.0,0.5,-2.0]")
         #expect(MemoryStore.parse(vector: "[1,0.5,-2]") == [1, 0.5, -2])
