@@ -34,16 +34,23 @@ public struct ToolCaller: Sendable {
                 }
                 group.addTask {
                     try await Task.sleep(for: tool.timeout)
-                    return ToolResult(value: ToolStepPlan.errorResult("tool \"\(tool.name)\" timed out after \(tool.timeout)"), isError: true)
+                    return Self.timedOut(tool)
                 }
                 defer { group.cancelAll() }
                 return try await group.next()!
             }
+        } catch let error as HTTPClientError where [.deadlineExceeded, .readTimeout, .connectTimeout].contains(error) {
+            return Self.timedOut(tool)   // the HTTP client's deadline (the same timeout) can fire first
         } catch is CancellationError {
             return ToolResult(value: ToolStepPlan.errorResult("tool \"\(tool.name)\" was cancelled"), isError: true)
         } catch {
             return ToolResult(value: ToolStepPlan.errorResult("tool \"\(tool.name)\" failed: \(error)"), isError: true)
         }
+    }
+
+    /// The error result of a tool that ran out of its `timeout_ms`.
+    static func timedOut(_ tool: ToolDefinition) -> ToolResult {
+        ToolResult(value: ToolStepPlan.errorResult("tool \"\(tool.name)\" timed out after \(tool.timeout)"), isError: true)
     }
 
     /// Whether an HTTP tool may call `url`.
