@@ -5,9 +5,7 @@ import PostgresNIO
 /// Follows one thread (or every thread) as it happens: the events of SPEC section 6 as an
 /// `AsyncSequence`, over LISTEN on a pooled connection. When the connection drops it listens again
 /// and catches up from the tables: the deltas past the last `seq` seen of each stream, streams that
-/// ended, and jobs that finished meanwhile, so a reader sees every delta once, in order. Joining,
-/// it catches up the same way on the second before it listened (a stream in progress from its
-/// first delta). A delta too
+/// ended, and jobs that finished meanwhile, so a reader sees every delta once, in order. A delta too
 /// big for its NOTIFY (`truncated`) is read from its row.
 public struct ThreadFollower: Sendable {
     public let client: PostgresClient
@@ -55,13 +53,8 @@ public struct ThreadFollower: Sendable {
                     let channel = try await Self.channel(conn, threadID, logger: logger)
                     try await conn.listen(on: channel) { notes in
                         let started = try await Self.register(conn, threadID, logger: logger)
-                        // Catch up from the tables: after a reconnect, since the last connection began;
-                        // on joining, the stream in progress and what ended in the second before (a
-                        // job that ends just before the LISTEN is in place is not waited for forever).
-                        if let threadID {
-                            for e in try await catchUp(conn, thread: threadID, since: since ?? started, tracker: &tracker) {
-                                out.yield(e)
-                            }
+                        if let from = since, let threadID {
+                            for e in try await catchUp(conn, thread: threadID, since: from, tracker: &tracker) { out.yield(e) }
                         }
                         since = started
                         if !readyDone { readyDone = true; try await ready() }

@@ -6,7 +6,8 @@ import Testing
 /// Following a thread from Swift: every delta once and in order, across a dropped connection, and
 /// the UI view that merges deltas with saved rows.
 @Suite struct FollowerTests {
-    @Test func aFollowerSurvivesADroppedConnectionWithoutGapsOrDuplicates() async throws {
+    @Test(.timeLimit(.minutes(1)))
+    func aFollowerSurvivesADroppedConnectionWithoutGapsOrDuplicates() async throws {
         try await TestDatabase.with("follow_reconnect") { client, url in
             let worker = try WorkerProcess(url: url)
             let producer = ProducerStore(client: client)
@@ -46,12 +47,15 @@ import Testing
         }
     }
 
-    @Test func aFollowerJoiningMidStreamReadsTheEarlierDeltasFirst() async throws {
+    // A slow reply (4 s), so the follower joins mid-stream even on a loaded machine; the time limit
+    // turns a follower that waits for an event that never comes into a failure, not a hang.
+    @Test(.timeLimit(.minutes(1)))
+    func aFollowerJoiningMidStreamReadsTheEarlierDeltasFirst() async throws {
         try await TestDatabase.with("follow_late") { client, url in
             let worker = try WorkerProcess(url: url)
             let producer = ProducerStore(client: client)
             let thread = try await producer.createThread(logger: TestDatabase.logger)
-            let job = try await producer.generate(threadID: thread, prompt: "[mock words=40 tps=40] later", logger: TestDatabase.logger)
+            let job = try await producer.generate(threadID: thread, prompt: "[mock words=40 tps=10] later", logger: TestDatabase.logger)
             try await eventually(timeout: .seconds(20), "some deltas written") {
                 try await client.scalar("""
                     SELECT count(*)::int FROM agentq.stream_deltas d JOIN agentq.streams s ON s.id = d.stream_id WHERE s.job_id = \(job)

@@ -225,7 +225,7 @@ import Testing
             let doomed = try WorkerProcess(url: url, arguments: ["--lease", "2"])
             let thread: UUID = try await client.scalar("SELECT agentq.create_thread()")
             let seen = try await Self.events(client, thread: thread, until: { $0.type == "stream.delta" }) {
-                try await client.run("SELECT agentq.generate(\(thread), '[mock words=30 tps=30] survive', 'remote')")
+                try await client.run("SELECT agentq.generate(\(thread), '[mock words=60 tps=20] survive', 'remote')")
             }
             let job: Int64 = try #require(seen.last?.jobID)
             doomed.signal(SIGKILL)

@@ -89,8 +89,10 @@ import Testing
     @Test(arguments: ["before the call", "inside the tool", "after the tool committed"])
     func aSQLToolRunsExactlyOnceWhenTheWorkerIsKilled(_ point: String) async throws {
         try await Self.withSetup("tools_kill") { client, url, _ in
-            let args = point == "inside the tool" ? #"{"item": "tea", "sleep": 1.5}"# : #"{"item": "tea"}"#
-            let job = try await Self.generate(client, "buy [mock tool=place_order args='\(args)' delay_ms=700]", tools: ["place_order"])
+            // Windows wide enough for a loaded machine to see the kill point before it passes: the tool
+            // sleeps 2.5 s (its timeout is 3 s), and each model call takes 3 s.
+            let args = point == "inside the tool" ? #"{"item": "tea", "sleep": 2.5}"# : #"{"item": "tea"}"#
+            let job = try await Self.generate(client, "buy [mock tool=place_order args='\(args)' delay_ms=3000]", tools: ["place_order"])
             let doomed = try WorkerProcess(url: url, arguments: ["--lease", "2"])
             try await eventually(timeout: .seconds(30), "the kill point") {
                 switch point {

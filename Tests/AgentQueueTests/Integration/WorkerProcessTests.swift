@@ -145,8 +145,11 @@ import Testing
                 }
             }
             // The prompt, the job's start, the pending reply and its stream, the last delta with the
-            // final message and the stream's end in one transaction, then the job's end.
-            #expect(types == ["message.created", "job.queued", "job.running", "message.created", "stream.started",
+            // final message and the stream's end in one transaction, then the job's end. (The short
+            // reply is one delta, or two when a tick falls between its chunks on a loaded machine.)
+            let collapsed = types.enumerated().filter { $0.offset == 0 || !($0.element == "stream.delta" && types[$0.offset - 1] == "stream.delta") }
+                .map(\.element)
+            #expect(collapsed == ["message.created", "job.queued", "job.running", "message.created", "stream.started",
                               "stream.delta", "message.updated", "stream.finished", "job.succeeded"])
             worker.signal(SIGTERM)
             _ = await worker.waitForExit()
