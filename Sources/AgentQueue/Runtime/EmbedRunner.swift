@@ -57,11 +57,7 @@ public struct EmbedRunner: Sendable {
         var saved = 0
         var refused: [(id: UUID, reason: String)] = []
         do {
-            guard let colon = work.model.firstIndex(of: ":") else {
-                throw GenerationError(.permanent, "embedding model \"\(work.model)\" must be written provider:model")
-            }
-            let provider = String(work.model[..<colon])
-            let model = String(work.model[work.model.index(after: colon)...])
+            let (provider, model) = try ModelRegistry.split(work.model, what: "embedding model")
             let embedder = try models.embedder(forProvider: provider)
             var pending = Array(requests(work.inputs).reversed())
             while let chunk = pending.popLast() {

@@ -34,11 +34,7 @@ public struct GenerationSettings: Sendable, Hashable {
                 defaultTimeout: Duration = .seconds(600)) throws {
         let merged = agent.options.merging(threadOptions).merging(jobOptions)
         let modelName = merged["model"]?.stringValue ?? agent.model
-        guard let colon = modelName.firstIndex(of: ":") else {
-            throw GenerationError(.permanent, "model \"\(modelName)\" must be written provider:model")
-        }
-        provider = String(modelName[..<colon])
-        model = String(modelName[modelName.index(after: colon)...])
+        (provider, model) = try ModelRegistry.split(modelName)
         instructions = merged["instructions"]?.stringValue ?? agent.instructions
         recentMessages = merged["context"]?["recent_messages"]?.intValue ?? defaultRecent
         saveMessages = merged["storage"]?["save_messages"]?.stringValue ?? "promptAndOutput"

@@ -169,11 +169,7 @@ public struct JobRunner: Sendable {
             input = prompt.input.input
             if prompt.embeddable { saveAs = prompt.input }
         }
-        guard let colon = model.firstIndex(of: ":") else {
-            throw GenerationError(.permanent, "embedding model \"\(model)\" must be written provider:model")
-        }
-        let provider = String(model[..<colon])
-        let name = String(model[model.index(after: colon)...])
+        let (provider, name) = try ModelRegistry.split(model, what: "embedding model")
         let result = try await models.embedder(forProvider: provider).embed(model: name, inputs: [input])
         calls.add(UsageRecord(provider: provider, model: name, usage: TokenUsage(promptTokens: result.promptTokens, completionTokens: 0),
                               messageID: messageID, kind: "embedding"))

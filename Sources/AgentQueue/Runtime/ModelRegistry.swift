@@ -63,6 +63,15 @@ public final class ModelRegistry: Sendable {
         throw GenerationError(.permanent, "unknown provider \"\(name)\" (this worker knows: \(known.sorted().joined(separator: ", ")))")
     }
 
+    /// A `provider:model` name split at its first colon; `what` names it in the error ("model",
+    /// "embedding model").
+    public static func split(_ name: String, what: String = "model") throws -> (provider: String, model: String) {
+        guard let colon = name.firstIndex(of: ":") else {
+            throw GenerationError(.permanent, "\(what) \"\(name)\" must be written provider:model")
+        }
+        return (String(name[..<colon]), String(name[name.index(after: colon)...]))
+    }
+
     /// The provider's embedding client (`openai`-kind providers and `mock` embed).
     public func embedder(forProvider name: String) throws -> any EmbeddingModel {
         guard let embedder = try model(forProvider: name) as? any EmbeddingModel else {
