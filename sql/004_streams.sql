@@ -1,6 +1,7 @@
--- AgentQueue 004: the database side of streamed replies (SPEC sections 3 and 6). Workers call these;
+-- AgentQueue 004: the database side of streamed replies (README.md "Streaming"). Workers call these;
 -- each is one statement per batch, fenced like every worker write (status = 'running' and worker and
--- attempt), so a worker that lost its lease writes nothing.
+-- attempt), so a worker that lost its lease writes nothing. finish_jobs (003_worker_api.sql) writes a
+-- stream's last delta and ends it with its job.
 
 -- Opens a stream per item: a pending assistant message at the prompt's ord (after its last step) and
 -- a `streaming` stream row for it, with `message.created` and `stream.started` events.

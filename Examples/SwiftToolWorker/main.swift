@@ -33,7 +33,7 @@ let convert = SwiftTool(
         "type": .string("object"),
         "properties": .object(["celsius": .object(["type": .string("number"), "minimum": .number(-273.15)])]),
         "required": .array([.string("celsius")]),
-        "additionalProperties": .bool(false),
+        "additionalProperties": .bool(false)
     ]),
     arguments: Conversion.self
 ) { args, context in
@@ -43,13 +43,17 @@ let convert = SwiftTool(
 LoggingSystem.bootstrap(StreamLogHandler.standardError)
 var logger = Logger(label: "agentq-example-tools")
 logger.logLevel = .info
-let url = try ProcessInfo.processInfo.environment["DATABASE_URL"].map { try DatabaseURL($0) }
+let url =
+    try ProcessInfo.processInfo.environment["DATABASE_URL"].map { try DatabaseURL($0) }
     ?? EmbeddedPostgres(layout: ProjectLayout.locate()).start()
-let client = PostgresClient(configuration: url.clientConfiguration(applicationName: "agentq-example-tools", statementTimeout: .seconds(30)),
-                            backgroundLogger: logger)
+let client = PostgresClient(
+    configuration: url.clientConfiguration(applicationName: "agentq-example-tools", statementTimeout: .seconds(30)),
+    backgroundLogger: logger)
 var configuration = WorkerConfiguration()
 configuration.queues = ["default", "swift-tools"]
 let worker = WorkerService(client: client, configuration: configuration, tools: [convert], logger: logger)
-let group = ServiceGroup(configuration: .init(services: [.init(service: client), .init(service: worker)],
-                                              gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+let group = ServiceGroup(
+    configuration: .init(
+        services: [.init(service: client), .init(service: worker)],
+        gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
 try await group.run()

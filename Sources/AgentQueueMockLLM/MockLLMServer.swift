@@ -26,7 +26,8 @@ public struct MockLLMServer: Sendable {
 
     /// The HTTP application (a `Service`; `runService()` runs it until a shutdown signal).
     public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in })
-        -> some ApplicationProtocol {
+        -> some ApplicationProtocol
+    {
         let calls = RequestCounter()
         let dimensions = embeddingDimensions
         let router = Router()
@@ -60,8 +61,12 @@ public struct MockLLMServer: Sendable {
             _ = toolCalls.next("tools")
             let body = (try? JSONValue.parse(String(buffer: try await request.body.collect(upTo: 1 << 20)))) ?? .null
             let key = request.headers[HTTPField.Name("Idempotency-Key")!].map(JSONValue.string) ?? .null
-            return Self.json(.ok, JSONValue.object(["echo": body["args"] ?? .null, "ctx": body["ctx"] ?? .null,
-                                                    "idempotency_key": key]).jsonString)
+            return Self.json(
+                .ok,
+                JSONValue.object([
+                    "echo": body["args"] ?? .null, "ctx": body["ctx"] ?? .null,
+                    "idempotency_key": key
+                ]).jsonString)
         }
         router.post("/tools/status/:code") { request, context -> Response in
             _ = toolCalls.next("tools")
@@ -93,39 +98,55 @@ public struct MockLLMServer: Sendable {
         router.post("/v1/embeddings") { request, _ -> Response in
             let body = String(buffer: try await request.body.collect(upTo: 32 * 1024 * 1024))
             guard case .object(let root)? = try? JSONValue.parse(body), let model = root["model"]?.stringValue else {
-                return Self.json(.badRequest, OpenAIWire.errorJSON(message: "the body needs \"model\" and \"input\"",
-                                                                   type: "invalid_request_error"))
+                return Self.json(
+                    .badRequest,
+                    OpenAIWire.errorJSON(
+                        message: "the body needs \"model\" and \"input\"",
+                        type: "invalid_request_error"))
             }
             let inputs: [String]
             switch root["input"] {
             case .string(let s)?: inputs = [s]
             case .array(let a)?: inputs = a.compactMap(\.stringValue)
             default:
-                return Self.json(.badRequest, OpenAIWire.errorJSON(message: "\"input\" must be a string or an array of strings",
-                                                                   type: "invalid_request_error"))
+                return Self.json(
+                    .badRequest,
+                    OpenAIWire.errorJSON(
+                        message: "\"input\" must be a string or an array of strings",
+                        type: "invalid_request_error"))
             }
             let plan = MockEmbedding.Plan(model: model)
             if plan.permanent {
-                return Self.json(.badRequest, OpenAIWire.errorJSON(message: "mock: embedding model \"\(model)\" always fails",
-                                                                   type: "invalid_request_error"))
+                return Self.json(
+                    .badRequest,
+                    OpenAIWire.errorJSON(
+                        message: "mock: embedding model \"\(model)\" always fails",
+                        type: "invalid_request_error"))
             }
             if plan.failures > 0, embedCalls.next(model) <= plan.failures {
-                return Self.json(.internalServerError, OpenAIWire.errorJSON(message: "mock: embedding request failed on purpose",
-                                                                            type: "server_error"))
+                return Self.json(
+                    .internalServerError,
+                    OpenAIWire.errorJSON(
+                        message: "mock: embedding request failed on purpose",
+                        type: "server_error"))
             }
             if inputs.contains(where: MockEmbedding.refuses) {
-                return Self.json(.badRequest, OpenAIWire.errorJSON(message: "mock: an input asks to be refused",
-                                                                   type: "invalid_request_error"))
+                return Self.json(
+                    .badRequest,
+                    OpenAIWire.errorJSON(
+                        message: "mock: an input asks to be refused",
+                        type: "invalid_request_error"))
             }
             let dims = root["dimensions"]?.intValue ?? plan.dimensions ?? dimensions
             let vectors = inputs.map { MockEmbedding.vector(for: $0, dimensions: dims) }
             let tokens = inputs.reduce(0) { $0 + MockPlan.words($1) }
             return Self.json(.ok, OpenAIWire.embeddingsJSON(model: model, vectors: vectors, promptTokens: tokens))
         }
-        return Application(router: router,
-                           configuration: .init(address: .hostname(host, port: port), serverName: "agentq-mock-llm"),
-                           onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
-                           logger: logger)
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "agentq-mock-llm"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
+            logger: logger)
     }
 
     static func json(_ status: HTTPResponse.Status, _ text: String, headers: HTTPFields = [:]) -> Response {
@@ -138,16 +159,22 @@ public struct MockLLMServer: Sendable {
         let chat = request.chat
         switch plan.action {
         case .failPermanently:
-            return json(.badRequest, OpenAIWire.errorJSON(message: "mock: permanent failure requested by the prompt",
-                                                          type: "invalid_request_error"))
+            return json(
+                .badRequest,
+                OpenAIWire.errorJSON(
+                    message: "mock: permanent failure requested by the prompt",
+                    type: "invalid_request_error"))
         case .fail(.rateLimited, let seconds):
-            return json(.tooManyRequests, OpenAIWire.errorJSON(message: "mock: rate limited", type: "rate_limit_error",
-                                                               code: "rate_limit_exceeded"),
-                        headers: [.retryAfter: "\(seconds)"])
+            return json(
+                .tooManyRequests,
+                OpenAIWire.errorJSON(
+                    message: "mock: rate limited", type: "rate_limit_error",
+                    code: "rate_limit_exceeded"),
+                headers: [.retryAfter: "\(seconds)"])
         case .fail(.serverError, _):
             return json(.internalServerError, OpenAIWire.errorJSON(message: "mock: server error", type: "server_error"))
         case .fail(.hang, _):
-            try await Task.sleep(for: .seconds(3600))   // the client's timeout ends the call
+            try await Task.sleep(for: .seconds(3600))  // the client's timeout ends the call
             return json(.gatewayTimeout, OpenAIWire.errorJSON(message: "mock: hung for an hour", type: "server_error"))
         case .fail(.cut, _), .answer, .toolCalls:
             break
@@ -161,45 +188,54 @@ public struct MockLLMServer: Sendable {
             if case .fail(.cut, _) = plan.action {
                 return json(.internalServerError, OpenAIWire.errorJSON(message: "mock: cut", type: "server_error"))
             }
-            return json(.ok, OpenAIWire.completionJSON(id: id, model: chat.model, created: created,
-                                                       text: toolCalls.isEmpty ? plan.text : nil, toolCalls: toolCalls,
-                                                       finishReason: plan.finishReason, usage: plan.usage))
+            return json(
+                .ok,
+                OpenAIWire.completionJSON(
+                    id: id, model: chat.model, created: created,
+                    text: toolCalls.isEmpty ? plan.text : nil, toolCalls: toolCalls,
+                    finishReason: plan.finishReason, usage: plan.usage))
         }
         var headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
         headers[.connection] = "keep-alive"
-        return Response(status: .ok, headers: headers, body: .init { writer in
-            func send(_ data: String) async throws {
-                try await writer.write(ByteBuffer(string: "data: \(data)\n\n"))
-            }
-            if plan.initialDelay > .zero { try await Task.sleep(for: plan.initialDelay) }
-            try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, role: true, content: ""))
-            if case .fail(.cut, _) = plan.action {
-                for chunk in plan.chunks.prefix(plan.chunks.count / 2) {
-                    if plan.chunkInterval > .zero { try await Task.sleep(for: plan.chunkInterval) }
-                    try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, content: chunk))
+        return Response(
+            status: .ok, headers: headers,
+            body: .init { writer in
+                func send(_ data: String) async throws {
+                    try await writer.write(ByteBuffer(string: "data: \(data)\n\n"))
                 }
-                throw MockCut()   // closes the connection without ending the chunked body
-            }
-            for (index, call) in toolCalls.enumerated() {
-                let half = call.arguments.index(call.arguments.startIndex, offsetBy: call.arguments.count / 2)
-                try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created,
-                                                    toolCall: (index, call, true, String(call.arguments[..<half]))))
-                try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created,
-                                                    toolCall: (index, call, false, String(call.arguments[half...]))))
-            }
-            if toolCalls.isEmpty {
-                for chunk in plan.chunks {
-                    if plan.chunkInterval > .zero { try await Task.sleep(for: plan.chunkInterval) }
-                    try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, content: chunk))
+                if plan.initialDelay > .zero { try await Task.sleep(for: plan.initialDelay) }
+                try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, role: true, content: ""))
+                if case .fail(.cut, _) = plan.action {
+                    for chunk in plan.chunks.prefix(plan.chunks.count / 2) {
+                        if plan.chunkInterval > .zero { try await Task.sleep(for: plan.chunkInterval) }
+                        try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, content: chunk))
+                    }
+                    throw MockCut()  // closes the connection without ending the chunked body
                 }
-            }
-            try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, finishReason: plan.finishReason))
-            if request.includeUsage {
-                try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, usage: plan.usage, noChoices: true))
-            }
-            try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-            try await writer.finish(nil)
-        })
+                for (index, call) in toolCalls.enumerated() {
+                    let half = call.arguments.index(call.arguments.startIndex, offsetBy: call.arguments.count / 2)
+                    try await send(
+                        OpenAIWire.chunkJSON(
+                            id: id, model: chat.model, created: created,
+                            toolCall: (index, call, true, String(call.arguments[..<half]))))
+                    try await send(
+                        OpenAIWire.chunkJSON(
+                            id: id, model: chat.model, created: created,
+                            toolCall: (index, call, false, String(call.arguments[half...]))))
+                }
+                if toolCalls.isEmpty {
+                    for chunk in plan.chunks {
+                        if plan.chunkInterval > .zero { try await Task.sleep(for: plan.chunkInterval) }
+                        try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, content: chunk))
+                    }
+                }
+                try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, finishReason: plan.finishReason))
+                if request.includeUsage {
+                    try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, usage: plan.usage, noChoices: true))
+                }
+                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                try await writer.finish(nil)
+            })
     }
 }
 

@@ -13,7 +13,9 @@ struct AgentQ: AsyncParsableCommand {
 
             Every command takes --database-url (default: $DATABASE_URL, else the embedded database).
             """,
-        subcommands: [UpCommand.self, MigrateCommand.self, WorkerCommand.self, SendCommand.self, StatusCommand.self,
-                      DBCommand.self, BenchCommand.self, MockLLMCommand.self, ListenCommand.self, ChatCommand.self, TopCommand.self]
+        subcommands: [
+            UpCommand.self, MigrateCommand.self, WorkerCommand.self, SendCommand.self, StatusCommand.self,
+            DBCommand.self, BenchCommand.self, MockLLMCommand.self, ListenCommand.self, ChatCommand.self, TopCommand.self
+        ]
     )
 }

@@ -9,7 +9,7 @@ enum BenchSupport {
     static func freshDatabase(_ name: String, server: DatabaseURL, logger: Logger) async throws -> DatabaseURL {
         try await recreate(name, server: server, logger: logger)
         let url = server.with(database: name)
-        try await withClient(url, statementTimeout: nil, logger: logger) { client in
+        _ = try await withClient(url, statementTimeout: nil, logger: logger) { client in
             try await Migrator(directory: ProjectLayout.locate().sqlDirectory).migrate(client, logger: logger)
         }
         return url
@@ -49,7 +49,8 @@ enum BenchSupport {
         while ContinuousClock.now < deadline {
             data.append(pipe.fileHandleForReading.availableData)
             if let text = String(data: data, encoding: .utf8), let line = text.split(separator: "\n").first, text.contains("\n"),
-               let url = line.split(separator: " ").last {
+                let url = line.split(separator: " ").last
+            {
                 return (p, String(url))
             }
             try await Task.sleep(for: .milliseconds(20))
@@ -82,10 +83,14 @@ enum BenchSupport {
 
     /// Idle latency: each sample enqueues one prompt for `agent` and times the first `stream.delta`
     /// and the `job.succeeded` a listener sees (milliseconds, sorted).
-    static func latency(url: DatabaseURL, agent: String, prompt: String, samples: Int,
-                        logger: Logger) async throws -> (firstDelta: [Double], succeeded: [Double]) {
+    static func latency(
+        url: DatabaseURL, agent: String, prompt: String, samples: Int,
+        logger: Logger
+    ) async throws -> (firstDelta: [Double], succeeded: [Double]) {
         try await withClient(url, statementTimeout: nil, logger: logger) { client in
-            while try await scalar(client, "SELECT count(*)::int FROM agentq.worker_registry WHERE waiting", as: Int.self, logger: logger) == 0 {
+            while try await scalar(client, "SELECT count(*)::int FROM agentq.worker_registry WHERE waiting", as: Int.self, logger: logger)
+                == 0
+            {
                 try await Task.sleep(for: .milliseconds(50))
             }
             return try await client.withConnection { connection in
@@ -96,7 +101,8 @@ enum BenchSupport {
                     var iterator = events.makeAsyncIterator()
                     for _ in 0..<samples {
                         let start = ContinuousClock.now
-                        let job = try await scalar(client, "SELECT agentq.generate(null, \(prompt), \(agent))", as: Int64.self, logger: logger)
+                        let job = try await scalar(
+                            client, "SELECT agentq.generate(null, \(prompt), \(agent))", as: Int64.self, logger: logger)
                         var sawDelta = false
                         while let note = try await iterator.next() {
                             guard let e = ThreadEvent.parse(note.payload), e.jobID == job else { continue }
@@ -117,7 +123,8 @@ enum BenchSupport {
 
     /// Writes the figures as pretty JSON.
     static func write(_ figures: [String: JSONValue], to path: String) throws {
-        try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(JSONValue.object(figures)).write(to: URL(fileURLWithPath: path))

@@ -60,12 +60,15 @@ enum LoggingBootstrap {
 }
 
 /// Runs `body` with a running client pool, then shuts the pool down.
-func withClient<T: Sendable>(_ url: DatabaseURL, application: String = "agentq", statementTimeout: Duration? = .seconds(30),
-                             maximumConnections: Int = 10, logger: Logger,
-                             _ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
+func withClient<T: Sendable>(
+    _ url: DatabaseURL, application: String = "agentq", statementTimeout: Duration? = .seconds(30),
+    maximumConnections: Int = 10, logger: Logger,
+    _ body: @Sendable @escaping (PostgresClient) async throws -> T
+) async throws -> T {
     try await PostgresClient.withRunning(
-        url.clientConfiguration(applicationName: application, statementTimeout: statementTimeout,
-                                maximumConnections: maximumConnections),
+        url.clientConfiguration(
+            applicationName: application, statementTimeout: statementTimeout,
+            maximumConnections: maximumConnections),
         logger: logger, body)
 }
 
@@ -81,7 +84,8 @@ func say(_ line: String) {
 }
 
 /// The single value of a one-row query.
-func scalar<T: PostgresDecodable & Sendable>(_ client: PostgresClient, _ query: PostgresQuery, as: T.Type, logger: Logger) async throws -> T {
+func scalar<T: PostgresDecodable & Sendable>(_ client: PostgresClient, _ query: PostgresQuery, as: T.Type, logger: Logger) async throws -> T
+{
     for try await value in try await client.query(query, logger: logger).decode(T.self) { return value }
     throw AgentQueueError(.notFound, "query returned no row")
 }

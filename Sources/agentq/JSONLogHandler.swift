@@ -16,16 +16,16 @@ struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
-             file: String, function: String, line: UInt) {
+    func log(event: LogEvent) {
         var fields: [String: JSONValue] = [:]
-        let merged = self.metadata.merging(metadataProvider?.get() ?? [:]) { $1 }.merging(explicit ?? [:]) { $1 }
+        let merged = self.metadata.merging(metadataProvider?.get() ?? [:]) { $1 }.merging(event.metadata ?? [:]) { $1 }
         for (key, value) in merged { fields[key] = Self.json(value) }
         fields["ts"] = .string(Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(Date()))
-        fields["level"] = .string(level.rawValue)
+        fields["level"] = .string(event.level.rawValue)
         fields["label"] = .string(label)
-        fields["message"] = .string(message.description)
-        fields["source"] = .string(source)
+        fields["message"] = .string(event.message.description)
+        fields["source"] = .string(event.source)
+        if let error = event.error { fields["error"] = .string("\(error)") }
         FileHandle.standardError.write(Data((JSONValue.object(fields).jsonString + "\n").utf8))
     }
 

@@ -16,7 +16,7 @@ struct MetricsServer {
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.durationHistogramBuckets = [
             "agentq_job_duration_seconds": Self.secondsBuckets,
-            "agentq_llm_call_duration_seconds": Self.secondsBuckets,
+            "agentq_llm_call_duration_seconds": Self.secondsBuckets
         ]
         factory.valueHistogramBuckets = ["agentq_claim_batch_size": [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512]]
         MetricsSystem.bootstrap(factory)
@@ -32,15 +32,17 @@ struct MetricsServer {
         let router = Router()
         router.get("metrics") { _, _ -> Response in
             let body = registry.emitToBuffer()
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                            body: .init(byteBuffer: ByteBuffer(bytes: body)))
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: body)))
         }
         router.get("health") { _, _ in "ok\n" }
-        return Application(router: router,
-                           configuration: .init(address: .hostname(host, port: port), serverName: "agentq-metrics"),
-                           onServerRunning: { channel in
-                               logger.info("metrics served", metadata: ["url": "http://\(host):\(channel.localAddress?.port ?? port)/metrics"])
-                           },
-                           logger: logger)
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "agentq-metrics"),
+            onServerRunning: { channel in
+                logger.info("metrics served", metadata: ["url": "http://\(host):\(channel.localAddress?.port ?? port)/metrics"])
+            },
+            logger: logger)
     }
 }

@@ -30,13 +30,18 @@ struct QueueBench: AsyncParsableCommand {
             let server = try database.resolve()
             let url = try await BenchSupport.freshDatabase("agentq_bench", server: server, logger: logger)
             let layout = try ProjectLayout.locate()
-            var figures: [String: JSONValue] = ["jobs": .number(Double(jobs)), "threads": .number(Double(threads)),
-                                                "worker_concurrency": .number(Double(concurrency))]
+            var figures: [String: JSONValue] = [
+                "jobs": .number(Double(jobs)), "threads": .number(Double(threads)),
+                "worker_concurrency": .number(Double(concurrency))
+            ]
             let counts = workers.split(separator: ",").compactMap { Int($0) }
             for n in counts {
                 let rate = try await drain(url: url, workers: n, streaming: true, logger: logger)
                 figures["drain_\(n)_workers_jobs_per_s"] = .number(rate.rounded())
-                say(String(format: "drain %d worker%@          %8.0f jobs/s  (%d jobs, %d threads)", n, n == 1 ? " " : "s", rate, jobs, threads))
+                say(
+                    String(
+                        format: "drain %d worker%@          %8.0f jobs/s  (%d jobs, %d threads)", n, n == 1 ? " " : "s", rate, jobs, threads
+                    ))
             }
             let unstreamed = try await drain(url: url, workers: 2, streaming: false, logger: logger)
             figures["drain_2_workers_stream_off_jobs_per_s"] = .number(unstreamed.rounded())
@@ -47,7 +52,10 @@ struct QueueBench: AsyncParsableCommand {
             let latency = try await idleLatency(url: url, logger: logger)
             figures["idle_latency_p50_ms"] = .number((latency.p50 * 10).rounded() / 10)
             figures["idle_latency_p99_ms"] = .number((latency.p99 * 10).rounded() / 10)
-            say(String(format: "idle latency enqueue→job.succeeded  p50 %.1f ms  p99 %.1f ms  (%d samples)", latency.p50, latency.p99, latencySamples))
+            say(
+                String(
+                    format: "idle latency enqueue→job.succeeded  p50 %.1f ms  p99 %.1f ms  (%d samples)", latency.p50, latency.p99,
+                    latencySamples))
             let pgbench = try await pgbenchRate(server: server, layout: layout, logger: logger)
             figures["pgbench_simple_update_tps"] = .number(pgbench.rounded())
             say(String(format: "pgbench simple-update     %8.0f tps (8 clients, sync commit)", pgbench))
@@ -68,16 +76,23 @@ struct QueueBench: AsyncParsableCommand {
     private func drain(url: DatabaseURL, workers: Int, streaming: Bool, logger: Logger) async throws -> Double {
         let extra: JSONValue = streaming ? .object([:]) : .object(["stream": .object(["enabled": .bool(false)])])
         try await withClient(url, statementTimeout: nil, logger: logger) { [jobs, threads] client in
-            _ = try await client.query("TRUNCATE agentq.jobs, agentq.messages, agentq.threads, agentq.usage, agentq.streams, agentq.worker_registry RESTART IDENTITY CASCADE", logger: logger).collect()
-            _ = try await client.query("""
+            _ = try await client.query(
+                "TRUNCATE agentq.jobs, agentq.messages, agentq.threads, agentq.usage, agentq.streams, agentq.worker_registry RESTART IDENTITY CASCADE",
+                logger: logger
+            ).collect()
+            _ = try await client.query(
+                """
                 INSERT INTO agentq.threads (user_id) SELECT 'bench-' || g FROM generate_series(1, \(threads)) g
-                """, logger: logger).collect()
-            _ = try await client.query("""
+                """, logger: logger
+            ).collect()
+            _ = try await client.query(
+                """
                 INSERT INTO agentq.jobs (thread_id, options)
                 SELECT t.id, jsonb_build_object('prompt', 'bench prompt ' || g) || \(extra.jsonString)::jsonb
                   FROM generate_series(1, \(jobs)) g
                   JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM agentq.threads) t ON t.n = g % \(threads)
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             _ = try await client.query("VACUUM ANALYZE agentq.jobs", logger: logger).collect()
             _ = try await client.query("VACUUM ANALYZE agentq.messages", logger: logger).collect()
         }
@@ -85,15 +100,19 @@ struct QueueBench: AsyncParsableCommand {
         defer { for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) } }
         return try await withClient(url, statementTimeout: nil, logger: logger) { [jobs] client in
             while true {
-                let done = try await scalar(client, "SELECT count(*)::int FROM agentq.jobs WHERE status = 'succeeded'", as: Int.self, logger: logger)
+                let done = try await scalar(
+                    client, "SELECT count(*)::int FROM agentq.jobs WHERE status = 'succeeded'", as: Int.self, logger: logger)
                 if done >= jobs { break }
-                let failed = try await scalar(client, "SELECT count(*)::int FROM agentq.jobs WHERE status = 'failed'", as: Int.self, logger: logger)
+                let failed = try await scalar(
+                    client, "SELECT count(*)::int FROM agentq.jobs WHERE status = 'failed'", as: Int.self, logger: logger)
                 if failed > 0 { throw AgentQueueError(.jobFailed, "\(failed) bench jobs failed") }
                 try await Task.sleep(for: .milliseconds(100))
             }
             for p in processes { kill(p.processIdentifier, SIGTERM) }
             for p in processes { p.waitUntilExit() }
-            return try await scalar(client, """
+            return try await scalar(
+                client,
+                """
                 SELECT count(*) / extract(epoch FROM max(finished_at) - min(started_at))::float8 FROM agentq.jobs
                 """, as: Double.self, logger: logger)
         }
@@ -101,9 +120,11 @@ struct QueueBench: AsyncParsableCommand {
 
     /// `enqueueClients` clients call agentq.generate on random threads for `seconds`; prompts/s.
     private func enqueueRate(url: DatabaseURL, logger: Logger) async throws -> Double {
-        try await withClient(url, statementTimeout: nil, maximumConnections: enqueueClients, logger: logger) { [enqueueClients, seconds] client in
+        try await withClient(url, statementTimeout: nil, maximumConnections: enqueueClients, logger: logger) {
+            [enqueueClients, seconds] client in
             _ = try await client.query("TRUNCATE agentq.jobs, agentq.worker_registry RESTART IDENTITY CASCADE", logger: logger).collect()
-            let threadIDs = try await client.query("SELECT id FROM agentq.threads", logger: logger).decode(UUID.self).reduce(into: [UUID]()) { $0.append($1) }
+            let threadIDs = try await client.query("SELECT id FROM agentq.threads", logger: logger).decode(UUID.self).reduce(into: [UUID]())
+            { $0.append($1) }
             let deadline = ContinuousClock.now + .seconds(seconds)
             let total = try await withThrowingTaskGroup(of: Int.self) { group in
                 for _ in 0..<enqueueClients {
@@ -130,8 +151,10 @@ struct QueueBench: AsyncParsableCommand {
         try await withClient(url, statementTimeout: nil, logger: logger) { client in
             _ = try await client.query("TRUNCATE agentq.jobs RESTART IDENTITY CASCADE", logger: logger).collect()
         }
-        let samples = try await BenchSupport.latency(url: url, agent: "default", prompt: "ping", samples: latencySamples,
-                                                     logger: logger).succeeded
+        let samples = try await BenchSupport.latency(
+            url: url, agent: "default", prompt: "ping", samples: latencySamples,
+            logger: logger
+        ).succeeded
         return (BenchSupport.quantile(samples, 0.5), BenchSupport.quantile(samples, 0.99))
     }
 
@@ -145,7 +168,8 @@ struct QueueBench: AsyncParsableCommand {
         // Swift process hands its children, so a -T run never ends.
         let out = try BenchSupport.runTool(bin, ["-N", "-c", "8", "-j", "2", "-t", "\(pgbenchTransactions)", target])
         guard let line = out.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
-              let tps = Double(line.dropFirst(6).split(separator: " ").first ?? "") else {
+            let tps = Double(line.dropFirst(6).split(separator: " ").first ?? "")
+        else {
             throw AgentQueueError(.configuration, "could not read pgbench's output: \(out)")
         }
         return tps

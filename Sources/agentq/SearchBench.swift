@@ -23,8 +23,9 @@ struct SearchBench: AsyncParsableCommand {
     @Option(help: "Measured queries per series.") var queries = 300
     @Option(help: "Warm-up queries per series (not measured).") var warmup = 50
     @Option(help: "Queries of the recall run.") var recallQueries = 100
-    @Option(name: .customLong("maintenance-work-mem-mb"),
-            help: "maintenance_work_mem of the HNSW build, in MB (0: 1 GB per 250,000 messages, at least 1 GB).")
+    @Option(
+        name: .customLong("maintenance-work-mem-mb"),
+        help: "maintenance_work_mem of the HNSW build, in MB (0: 1 GB per 250,000 messages, at least 1 GB).")
     var maintenanceWorkMemMB = 0
     @Option(help: "Where to write the JSON figures.") var json = "bench-results/search.json"
 
@@ -34,19 +35,21 @@ struct SearchBench: AsyncParsableCommand {
             let server = try database.resolve()
             let counts = sizes.split(separator: ",").compactMap { Int(String($0).trimmingCharacters(in: .whitespaces)) }
             guard !counts.isEmpty, counts.allSatisfy({ $0 > 0 }), users > 0, threadsPerUser > 0, topics > 0,
-                  queries > 0, recallQueries > 0 else {
+                queries > 0, recallQueries > 0
+            else {
                 throw AgentQueueError(.configuration, "--sizes needs message counts (e.g. 100000,1000000); counts must be positive")
             }
             var figures: [String: JSONValue] = [
                 "dims": .number(Double(SearchRun.dims)), "model": .string(SearchRun.model),
                 "users": .number(Double(users)), "threads": .number(Double(users * threadsPerUser)),
                 "topics": .number(Double(topics)), "queries_per_series": .number(Double(queries)),
-                "recall_queries": .number(Double(recallQueries)), "limit": .number(10),
+                "recall_queries": .number(Double(recallQueries)), "limit": .number(10)
             ]
             for n in counts {
-                let run = SearchRun(messages: n, users: users, threadsPerUser: threadsPerUser, topics: topics, queries: queries,
-                                    warmup: warmup, recallQueries: recallQueries,
-                                    maintenanceWorkMemMB: maintenanceWorkMemMB > 0 ? maintenanceWorkMemMB : max(1024, n / 250))
+                let run = SearchRun(
+                    messages: n, users: users, threadsPerUser: threadsPerUser, topics: topics, queries: queries,
+                    warmup: warmup, recallQueries: recallQueries,
+                    maintenanceWorkMemMB: maintenanceWorkMemMB > 0 ? maintenanceWorkMemMB : max(1024, n / 250))
                 let url = try await BenchSupport.freshDatabase("agentq_bench_search", server: server, logger: logger)
                 let result = try await run.measure(url: url, logger: logger)
                 figures["messages_\(n)"] = .object(result)
@@ -59,7 +62,7 @@ struct SearchBench: AsyncParsableCommand {
 }
 
 /// One corpus size: builds the corpus in SQL, then measures.
-private struct SearchRun: Sendable {
+struct SearchRun: Sendable {
     static let dims = 384
     static let model = "bench:embed-384"
 
@@ -91,10 +94,14 @@ private struct SearchRun: Sendable {
     }
 
     func measure(url: DatabaseURL, logger: Logger) async throws -> [String: JSONValue] {
-        var figures: [String: JSONValue] = ["messages": .number(Double(messages)),
-                                            "maintenance_work_mem_mb": .number(Double(maintenanceWorkMemMB))]
-        say(String(format: "corpus: %d messages, %d users, %d threads, %d topics, %d-dimension vectors", messages, users, threads,
-                   topics, Self.dims))
+        var figures: [String: JSONValue] = [
+            "messages": .number(Double(messages)),
+            "maintenance_work_mem_mb": .number(Double(maintenanceWorkMemMB))
+        ]
+        say(
+            String(
+                format: "corpus: %d messages, %d users, %d threads, %d topics, %d-dimension vectors", messages, users, threads,
+                topics, Self.dims))
         // One connection: setseed makes the corpus repeatable (ids aside), and the session settings stay.
         let load: [String: Double] = try await withClient(url, statementTimeout: nil, maximumConnections: 1, logger: logger) { client in
             try await client.withConnection { conn in
@@ -109,16 +116,20 @@ private struct SearchRun: Sendable {
                     _ = try await conn.query(PostgresQuery(unsafeSQL: "VACUUM ANALYZE \(table)"), logger: logger).collect()
                 }
                 t["analyze"] = (ContinuousClock.now - start).seconds
-                _ = try await conn.query(PostgresQuery(unsafeSQL: "SET maintenance_work_mem = '\(maintenanceWorkMemMB)MB'"),
-                                         logger: logger).collect()
+                _ = try await conn.query(
+                    PostgresQuery(unsafeSQL: "SET maintenance_work_mem = '\(maintenanceWorkMemMB)MB'"),
+                    logger: logger
+                ).collect()
                 start = ContinuousClock.now
                 _ = try await conn.query("SELECT agentq.ensure_vector_index(\(Self.dims)::int)", logger: logger).collect()
                 t["index"] = (ContinuousClock.now - start).seconds
                 _ = try await conn.query("RESET maintenance_work_mem", logger: logger).collect()
                 _ = try await conn.query("ANALYZE agentq.embeddings", logger: logger).collect()
-                for try await bytes in try await conn.query("""
+                for try await bytes in try await conn.query(
+                    """
                     SELECT pg_relation_size(to_regclass('agentq.' || agentq.vector_index_name(\(Self.dims)::int)))::int8
-                    """, logger: logger).decode(Int64.self) {
+                    """, logger: logger
+                ).decode(Int64.self) {
                     t["index_bytes"] = Double(bytes)
                 }
                 return t
@@ -131,13 +142,19 @@ private struct SearchRun: Sendable {
         figures["vacuum_analyze_s"] = .number(((load["analyze"] ?? 0) * 10).rounded() / 10)
         figures["hnsw_build_s"] = .number(((load["index"] ?? 0) * 10).rounded() / 10)
         figures["hnsw_index_mb"] = .number(((load["index_bytes"] ?? 0) / 1_048_576).rounded())
-        say(String(format: "load                      %7.1f s  (threads %.1f s, messages with tsvectors %.1f s, vectors %.1f s; vacuum analyze %.1f s)",
-                   loadSeconds, load["threads"] ?? 0, load["messages"] ?? 0, load["embeddings"] ?? 0, load["analyze"] ?? 0))
-        say(String(format: "HNSW build                %7.1f s  (%.0f MB, maintenance_work_mem %d MB)", load["index"] ?? 0,
-                   (load["index_bytes"] ?? 0) / 1_048_576, maintenanceWorkMemMB))
+        say(
+            String(
+                format:
+                    "load                      %7.1f s  (threads %.1f s, messages with tsvectors %.1f s, vectors %.1f s; vacuum analyze %.1f s)",
+                loadSeconds, load["threads"] ?? 0, load["messages"] ?? 0, load["embeddings"] ?? 0, load["analyze"] ?? 0))
+        say(
+            String(
+                format: "HNSW build                %7.1f s  (%.0f MB, maintenance_work_mem %d MB)", load["index"] ?? 0,
+                (load["index_bytes"] ?? 0) / 1_048_576, maintenanceWorkMemMB))
 
         // Measured one query at a time on one connection (so the index-scan counters are this session's).
-        let measured: [String: JSONValue] = try await withClient(url, statementTimeout: nil, maximumConnections: 1, logger: logger) { client in
+        let measured: [String: JSONValue] = try await withClient(url, statementTimeout: nil, maximumConnections: 1, logger: logger) {
+            client in
             var out: [String: JSONValue] = [:]
             let series = try await fetchQueries(client, sql: querySetSQL(), logger: logger)
             for mode in Mode.allCases {
@@ -160,8 +177,11 @@ private struct SearchRun: Sendable {
                     out["\(key)_mean_hits"] = .number((Double(hits) / Double(ms.count) * 100).rounded() / 100)
                     out["\(key)_hnsw_scans"] = .number(Double(scans))
                     let label = "\(mode.rawValue) by \(scope.rawValue)".padding(toLength: 26, withPad: " ", startingAt: 0)
-                    say(label + String(format: "p50 %6.2f ms  p99 %6.2f ms  (%d queries, %.1f hits each, HNSW scans %d)",
-                                       p50, p99, ms.count, Double(hits) / Double(ms.count), scans))
+                    say(
+                        label
+                            + String(
+                                format: "p50 %6.2f ms  p99 %6.2f ms  (%d queries, %.1f hits each, HNSW scans %d)",
+                                p50, p99, ms.count, Double(hits) / Double(ms.count), scans))
                 }
             }
             // Recall of the user-wide vector leg against exact search (index scans off: the user's
@@ -195,8 +215,11 @@ private struct SearchRun: Sendable {
             out["recall_queries"] = .number(Double(recallSet.count))
             out["recall_hnsw_p50_ms"] = .number((BenchSupport.quantile(approxMS, 0.5) * 100).rounded() / 100)
             out["recall_exact_p50_ms"] = .number((BenchSupport.quantile(exactMS, 0.5) * 100).rounded() / 100)
-            say(String(format: "vector recall@10 by user  %7.3f    (%d queries on the heaviest users, HNSW scans %d; p50 %.2f ms, exact %.2f ms)",
-                       recall, recallSet.count, scans, BenchSupport.quantile(approxMS, 0.5), BenchSupport.quantile(exactMS, 0.5)))
+            say(
+                String(
+                    format:
+                        "vector recall@10 by user  %7.3f    (%d queries on the heaviest users, HNSW scans %d; p50 %.2f ms, exact %.2f ms)",
+                    recall, recallSet.count, scans, BenchSupport.quantile(approxMS, 0.5), BenchSupport.quantile(exactMS, 0.5)))
             return out
         }
         figures.merge(measured) { _, new in new }
@@ -209,22 +232,28 @@ private struct SearchRun: Sendable {
         let vector: String? = mode == .text ? nil : q.vector
         let thread: UUID? = scope == .thread ? q.threadID : nil
         let user: String? = scope == .user ? q.userID : nil
-        return try await client.query("""
+        return try await client.query(
+            """
             SELECT message_id FROM agentq.search_messages(\(text), \(thread), \(user), 10, \(vector)::vector, \(Self.model))
-            """, logger: logger).decode(UUID.self).reduce(into: [UUID]()) { $0.append($1) }
+            """, logger: logger
+        ).decode(UUID.self).reduce(into: [UUID]()) { $0.append($1) }
     }
 
     /// A user-wide vector-only search on one connection (the recall run).
     private func vectorIDs(_ conn: PostgresConnection, _ q: Query, logger: Logger) async throws -> [UUID] {
-        try await conn.query("""
+        try await conn.query(
+            """
             SELECT message_id FROM agentq.search_messages(NULL, NULL, \(q.userID), 10, \(q.vector)::vector, \(Self.model))
-            """, logger: logger).decode(UUID.self).reduce(into: [UUID]()) { $0.append($1) }
+            """, logger: logger
+        ).decode(UUID.self).reduce(into: [UUID]()) { $0.append($1) }
     }
 
     /// Scans of the dimension's HNSW index so far, this session's included.
     private func hnswScans(_ client: PostgresClient, logger: Logger) async throws -> Int {
         _ = try await client.query("SELECT pg_stat_force_next_flush()", logger: logger).collect()
-        return try await scalar(client, """
+        return try await scalar(
+            client,
+            """
             SELECT coalesce(sum(idx_scan), 0)::int8 FROM pg_stat_user_indexes WHERE indexrelname = 'embeddings_hnsw_384'
             """, as: Int.self, logger: logger)
     }
@@ -232,103 +261,10 @@ private struct SearchRun: Sendable {
     private func fetchQueries(_ client: PostgresClient, sql: String, logger: Logger) async throws -> [Query] {
         var out: [Query] = []
         for try await (thread, user, text, vector) in try await client.query(PostgresQuery(unsafeSQL: sql), logger: logger)
-            .decode((UUID, String, String, String).self) {
+            .decode((UUID, String, String, String).self)
+        {
             out.append(Query(threadID: thread, userID: user, text: text, vector: vector))
         }
         return out
-    }
-
-    /// The corpus, built server-side (labelled statements; the labels sum into the load figures).
-    /// Topics: a unit centroid and a vocabulary of 30 made-up words each. Threads: users × threads per
-    /// user, each about one topic, spread over the users by a power law (user 1 holds 10 % of them,
-    /// the lightest 6). Messages: interleaved over the threads (ord/step
-    /// turns, user then assistant), 80 % on their thread's topic, text mixing topic words (40 %, the
-    /// first words of a vocabulary most often) with common words. Vectors: the topic centroid plus
-    /// Gaussian noise (sigma 0.05 per dimension), normalised.
-    private func corpusStatements() -> [(String, String)] {
-        let (n, t, k, d) = (messages, threads, topics, Self.dims)
-        return [
-            ("threads", "SELECT setseed(0.5)"),
-            ("threads", """
-                CREATE UNLOGGED TABLE bench_topics AS
-                SELECT t, l2_normalize(array(SELECT random_normal() FROM generate_series(1, \(d)) i WHERE t >= 0)::vector) AS centroid,
-                       array(SELECT s[1 + x.k % 24] || s[1 + (x.k / 24) % 24] || s[1 + (x.k / 576) % 24]
-                               FROM (SELECT ((t * 30 + w) * 7919) % 13824 AS k FROM generate_series(0, 29) w) x) AS words
-                  FROM generate_series(0, \(k - 1)) t,
-                       (SELECT array['ka','lo','mi','ren','tus','vor','ba','si','del','fan','gor','hu','jet','nix','pra','quo',
-                                     'rol','sta','tem','ul','vex','wim','zor','bri'] AS s) s
-                """),
-            ("threads", """
-                CREATE UNLOGGED TABLE bench_threads AS
-                SELECT g AS n, gen_random_uuid() AS id,
-                       'bench-user-' || (1 + floor(\(users) * ((g - 1)::float8 / \(t)) ^ 3))::int AS user_id,
-                       floor(random() * \(k))::int AS topic
-                  FROM generate_series(1, \(t)) g
-                """),
-            ("threads", """
-                INSERT INTO agentq.threads (id, user_id, title, last_ord, created_at, updated_at)
-                SELECT id, user_id, 'bench thread ' || n,
-                       CASE WHEN n - 1 < \(n) THEN ((\(n) - n) / \(t)) / 2 ELSE -1 END,
-                       now() - interval '30 days', now()
-                  FROM bench_threads
-                """),
-            ("messages", """
-                CREATE UNLOGGED TABLE bench_messages AS
-                SELECT g, gen_random_uuid() AS id, th.id AS thread_id, th.user_id, (g / \(t))::int AS i,
-                       CASE WHEN random() < 0.8 THEN th.topic ELSE floor(random() * \(k))::int END AS topic
-                  FROM generate_series(0, \(n - 1)) g
-                  JOIN bench_threads th ON th.n = g % \(t) + 1
-                """),
-            ("messages", """
-                INSERT INTO agentq.messages (id, thread_id, user_id, ord, step, role, content, text, status, embed, created_at, updated_at)
-                SELECT m.id, m.thread_id, m.user_id, m.i / 2, m.i % 2, CASE WHEN m.i % 2 = 0 THEN 'user' ELSE 'assistant' END,
-                       jsonb_build_array(jsonb_build_object('type', 'text', 'text', x.text)), x.text, 'success', false,
-                       now() - make_interval(secs => \(n) - m.g), now() - make_interval(secs => \(n) - m.g)
-                  FROM bench_messages m JOIN bench_topics tp ON tp.t = m.topic,
-                  LATERAL (SELECT array_to_string(array(
-                              SELECT CASE WHEN random() < 0.4 THEN tp.words[1 + floor(30 * random() ^ 2)::int]
-                                          ELSE c.w[1 + floor(random() * array_length(c.w, 1))::int] END
-                                FROM generate_series(1, 8 + (m.g % 23)) j), ' ') AS text
-                             FROM (SELECT array['the','a','to','and','of','is','it','in','for','that','you','this','with','on','can',
-                                   'how','what','please','thanks','need','help','make','work','time','use','get','know','think','want',
-                                   'like','just','also','would','could','should','one','new','good','way','look','first','change',
-                                   'issue','question','answer','example','problem','idea','try','see','data','set','run','result',
-                                   'case','point','part','test','check','value'] AS w) c) x
-                """),
-            ("embeddings", """
-                INSERT INTO agentq.embeddings (message_id, model, dims, thread_id, user_id, embedding)
-                SELECT m.id, '\(Self.model)', \(d), m.thread_id, m.user_id,
-                       l2_normalize(tp.centroid + array(SELECT random_normal(0, 0.05) FROM generate_series(1, \(d)) i WHERE m.g >= 0)::vector)
-                  FROM bench_messages m JOIN bench_topics tp ON tp.t = m.topic
-                """),
-        ]
-    }
-
-    /// The series' queries: threads drawn evenly (so users by their share of threads), each with two
-    /// of its topic's ten most frequent words and a vector near the topic's centroid.
-    private func querySetSQL() -> String {
-        """
-        SELECT th.id, th.user_id,
-               tp.words[1 + floor(random() * 10)::int] || ' ' || tp.words[1 + floor(random() * 10)::int],
-               l2_normalize(tp.centroid + array(SELECT random_normal(0, 0.05) FROM generate_series(1, \(Self.dims)) i WHERE q > 0)::vector)::text
-          FROM generate_series(1, \(max(queries, warmup))) q
-          JOIN bench_threads th ON th.n = 1 + (q * 7919) % \(threads)
-          JOIN bench_topics tp ON tp.t = th.topic
-         ORDER BY q
-        """
-    }
-
-    /// The recall queries: threads of the two heaviest users, vectors near their topics.
-    private func recallSetSQL() -> String {
-        """
-        WITH heavy AS (SELECT user_id FROM bench_threads GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 2)
-        SELECT th.id, th.user_id, '',
-               l2_normalize(tp.centroid + array(SELECT random_normal(0, 0.05) FROM generate_series(1, \(Self.dims)) i WHERE q > 0)::vector)::text
-          FROM generate_series(1, \(recallQueries)) q
-          JOIN LATERAL (SELECT * FROM bench_threads t WHERE t.user_id IN (SELECT user_id FROM heavy) AND q > 0
-                         ORDER BY random() LIMIT 1) th ON true
-          JOIN bench_topics tp ON tp.t = th.topic
-         ORDER BY q
-        """
     }
 }

@@ -70,15 +70,18 @@ struct ReplyPrinter: Sendable {
     let logger: Logger
 
     /// Sends `prompt` and prints the reply, then a newline. Each element of `interrupts` cancels the job.
-    func send(_ prompt: String, agent: String, options: JSONValue = .object([:]), timeout: Double,
-              interrupts: AsyncStream<Void>? = nil) async throws -> JobResult {
+    func send(
+        _ prompt: String, agent: String, options: JSONValue = .object([:]), timeout: Double,
+        interrupts: AsyncStream<Void>? = nil
+    ) async throws -> JobResult {
         let producer = ProducerStore(client: client)
         let job = JobBox()
         let follower = ThreadFollower(client: client, threadID: thread, logger: logger)
-        let printed = try await follower.withEvents(ready: {
+        let enqueue: @Sendable () async throws -> Void = {
             let id = try await producer.generate(threadID: thread, prompt: prompt, agent: agent, options: options, logger: logger)
             job.set(id)
-        }) { events in
+        }
+        let printed = try await follower.withEvents(ready: enqueue) { events in
             try await withThrowingTaskGroup(of: Bool.self) { group in
                 group.addTask {
                     var printedAny = false
@@ -99,15 +102,15 @@ struct ReplyPrinter: Sendable {
                             FileHandle.standardOutput.write(Data(" [stopping]".utf8))
                             _ = try await producer.cancel(id, logger: logger)
                         }
-                        try await Task.sleep(for: .seconds(365 * 86_400))   // never the first to finish
+                        try await Task.sleep(for: .seconds(365 * 86_400))  // never the first to finish
                         return false
                     }
                 }
-                group.addTask {   // the fallback when a notification is missed: poll the result
+                group.addTask {  // the fallback when a notification is missed: poll the result
                     while true {
                         try await Task.sleep(for: .seconds(1))
                         if let id = job.get(), try await producer.jobResult(id, logger: logger).isFinal {
-                            try await Task.sleep(for: .milliseconds(200))   // let the last events print first
+                            try await Task.sleep(for: .milliseconds(200))  // let the last events print first
                             return false
                         }
                     }

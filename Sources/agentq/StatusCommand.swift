@@ -8,27 +8,44 @@ struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Print the dashboards: queues, workers, jobs in hand, the latest failures, today's tokens, busy threads.",
-        discussion: "The same views psql reads (agentq.queue_stats, workers, active_jobs, failed_jobs, usage_daily, thread_activity); see sql/dashboards.psql.")
+        discussion:
+            "The same views psql reads (agentq.queue_stats, workers, active_jobs, failed_jobs, usage_daily, thread_activity); see sql/dashboards.psql."
+    )
 
     @OptionGroup var database: DatabaseOptions
 
     /// Each panel: a title, the view, its columns, and the order and limit to show.
     static let panels: [(title: String, relation: String, columns: [String], tail: String)] = [
-        ("queues", "agentq.queue_stats",
-         ["queue", "status", "jobs", "blocked", "oldest_waiting_s", "finished_last_minute", "finished_last_hour", "failure_rate_last_hour"],
-         "ORDER BY queue, status"),
-        ("workers", "agentq.workers",
-         ["id", "host", "pid", "concurrency", "jobs_in_hand", "waiting", "heartbeat_age_s", "alive"], "ORDER BY started_at"),
-        ("jobs in hand", "agentq.active_jobs",
-         ["id", "queue", "worker", "attempt", "lease_left_s", "agent_name", "model", "running_s"], "ORDER BY running_s DESC LIMIT 10"),
-        ("latest failures", "agentq.failed_jobs",
-         ["id", "queue", "agent_name", "attempt", "max_attempts", "left(last_error, 70)", "finished_at"], "LIMIT 5"),
-        ("tokens today", "agentq.usage_daily",
-         ["user_id", "agent_name", "model", "calls", "failed_calls", "total_tokens"],
-         "WHERE day = current_date ORDER BY total_tokens DESC LIMIT 10"),
-        ("busiest threads today", "agentq.thread_activity",
-         ["thread_id", "user_id", "left(title, 30)", "messages", "active_jobs", "tokens_last_day"],
-         "ORDER BY tokens_last_day DESC, updated_at DESC LIMIT 5"),
+        (
+            "queues", "agentq.queue_stats",
+            [
+                "queue", "status", "jobs", "blocked", "oldest_waiting_s", "finished_last_minute", "finished_last_hour",
+                "failure_rate_last_hour"
+            ],
+            "ORDER BY queue, status"
+        ),
+        (
+            "workers", "agentq.workers",
+            ["id", "host", "pid", "concurrency", "jobs_in_hand", "waiting", "heartbeat_age_s", "alive"], "ORDER BY started_at"
+        ),
+        (
+            "jobs in hand", "agentq.active_jobs",
+            ["id", "queue", "worker", "attempt", "lease_left_s", "agent_name", "model", "running_s"], "ORDER BY running_s DESC LIMIT 10"
+        ),
+        (
+            "latest failures", "agentq.failed_jobs",
+            ["id", "queue", "agent_name", "attempt", "max_attempts", "left(last_error, 70)", "finished_at"], "LIMIT 5"
+        ),
+        (
+            "tokens today", "agentq.usage_daily",
+            ["user_id", "agent_name", "model", "calls", "failed_calls", "total_tokens"],
+            "WHERE day = current_date ORDER BY total_tokens DESC LIMIT 10"
+        ),
+        (
+            "busiest threads today", "agentq.thread_activity",
+            ["thread_id", "user_id", "left(title, 30)", "messages", "active_jobs", "tokens_last_day"],
+            "ORDER BY tokens_last_day DESC, updated_at DESC LIMIT 5"
+        )
     ]
 
     func run() async throws {
@@ -51,8 +68,10 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     /// A view's rows as text cells (the columns are fixed names above, never user input).
-    static func table(_ client: PostgresClient, _ relation: String, _ columns: [String], _ tail: String,
-                      logger: Logger) async throws -> Table {
+    static func table(
+        _ client: PostgresClient, _ relation: String, _ columns: [String], _ tail: String,
+        logger: Logger
+    ) async throws -> Table {
         let select = columns.map { "coalesce((\($0))::text, '')" }.joined(separator: ", ")
         let rows = try await client.query(PostgresQuery(unsafeSQL: "SELECT \(select) FROM \(relation) \(tail)"), logger: logger)
         var cells: [[String]] = []

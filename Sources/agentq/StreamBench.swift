@@ -29,15 +29,22 @@ struct StreamBench: AsyncParsableCommand {
             defer { kill(mock.processIdentifier, SIGTERM) }
             let worker = try BenchSupport.spawnWorker(url: url, concurrency: streams)
             defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL) } }
-            let received = Mutex<[String: Date]>([:])   // "stream/seq" → when the listener saw it
+            let received = Mutex<[String: Date]>([:])  // "stream/seq" → when the listener saw it
             let figures: [String: JSONValue] = try await withClient(url, statementTimeout: nil, logger: logger) { client in
-                _ = try await client.query(PostgresQuery(unsafeSQL: "ALTER DATABASE agentq_bench_stream SET track_functions = 'pl'"),
-                                           logger: logger).collect()
-                _ = try await client.query("""
+                _ = try await client.query(
+                    PostgresQuery(unsafeSQL: "ALTER DATABASE agentq_bench_stream SET track_functions = 'pl'"),
+                    logger: logger
+                ).collect()
+                _ = try await client.query(
+                    """
                     INSERT INTO agentq.providers (name, kind, base_url) VALUES ('bench', 'openai', \(baseURL))
-                    """, logger: logger).collect()
-                _ = try await client.query("INSERT INTO agentq.agents (name, model) VALUES ('streamer', 'bench:mock')", logger: logger).collect()
-                while try await scalar(client, "SELECT count(*)::int FROM agentq.worker_registry WHERE waiting", as: Int.self, logger: logger) == 0 {
+                    """, logger: logger
+                ).collect()
+                _ = try await client.query("INSERT INTO agentq.agents (name, model) VALUES ('streamer', 'bench:mock')", logger: logger)
+                    .collect()
+                while try await scalar(
+                    client, "SELECT count(*)::int FROM agentq.worker_registry WHERE waiting", as: Int.self, logger: logger) == 0
+                {
                     try await Task.sleep(for: .milliseconds(50))
                 }
                 let cpuBefore = ProcessStats(pid: worker.processIdentifier)
@@ -45,10 +52,12 @@ struct StreamBench: AsyncParsableCommand {
                 try await client.withConnection { connection in
                     try await connection.listen(on: "agentq_events") { events in
                         let prompt = "[mock words=\(tokens) tps=\(rate)] stream"
-                        _ = try await client.query("""
+                        _ = try await client.query(
+                            """
                             SELECT agentq.generate(agentq.create_thread(), \(prompt) || ' ' || g, 'streamer')
                               FROM generate_series(1, \(streams)::int) g
-                            """, logger: logger).collect()
+                            """, logger: logger
+                        ).collect()
                         var finished = 0
                         for try await note in events {
                             let now = Date()
@@ -66,29 +75,38 @@ struct StreamBench: AsyncParsableCommand {
                 let cpuAfter = ProcessStats(pid: worker.processIdentifier)
                 kill(worker.processIdentifier, SIGTERM)
                 worker.waitUntilExit()
-                try await Task.sleep(for: .milliseconds(500))   // the worker's function stats are flushed at exit
-                let statements = try await scalar(client, """
+                try await Task.sleep(for: .milliseconds(500))  // the worker's function stats are flushed at exit
+                let statements = try await scalar(
+                    client,
+                    """
                     SELECT coalesce(sum(calls), 0)::int FROM pg_stat_user_functions WHERE funcname = 'write_deltas'
                     """, as: Int.self, logger: logger)
                 let (rows, textBytes, tableBytes, succeeded): (Int, Int, Int, Int) = try await {
-                    for try await row in try await client.query("""
+                    for try await row in try await client.query(
+                        """
                         SELECT (SELECT count(*)::int FROM agentq.stream_deltas),
                                (SELECT coalesce(sum(octet_length(text)), 0)::int FROM agentq.stream_deltas),
                                pg_total_relation_size('agentq.stream_deltas')::int,
                                (SELECT count(*)::int FROM agentq.jobs WHERE status = 'succeeded')
-                        """, logger: logger).decode((Int, Int, Int, Int).self) { return row }
+                        """, logger: logger
+                    ).decode((Int, Int, Int, Int).self) { return row }
                     return (0, 0, 0, 0)
                 }()
                 var latencies: [Double] = []
                 let seen = received.withLock { $0 }
-                for try await (stream, seq, at) in try await client.query("""
+                for try await (stream, seq, at) in try await client.query(
+                    """
                     SELECT stream_id, seq, created_at FROM agentq.stream_deltas
-                    """, logger: logger).decode((UUID, Int, Date).self) {
+                    """, logger: logger
+                ).decode((UUID, Int, Date).self) {
                     if let got = seen["\(stream.uuidString.lowercased())/\(seq)"] { latencies.append(got.timeIntervalSince(at) * 1000) }
                 }
                 latencies.sort()
                 guard succeeded > 0 else {
-                    throw AgentQueueError(.jobFailed, "no bench generation succeeded: \(try await scalar(client, "SELECT coalesce(max(last_error), '?') FROM agentq.jobs", as: String.self, logger: logger))")
+                    throw AgentQueueError(
+                        .jobFailed,
+                        "no bench generation succeeded: \(try await scalar(client, "SELECT coalesce(max(last_error), '?') FROM agentq.jobs", as: String.self, logger: logger))"
+                    )
                 }
                 let totalTokens = Double(succeeded * tokens)
                 let cpuSeconds = cpuAfter.cpuSeconds - cpuBefore.cpuSeconds
@@ -106,17 +124,25 @@ struct StreamBench: AsyncParsableCommand {
                     "notify_samples": .number(Double(latencies.count)),
                     "worker_cpu_s": .number((cpuSeconds * 10).rounded() / 10),
                     "worker_cpu_percent": .number((cpuSeconds / elapsed * 1000).rounded() / 10),
-                    "worker_peak_rss_mb": .number((Double(cpuAfter.peakRSSKB) / 1024 * 10).rounded() / 10),
+                    "worker_peak_rss_mb": .number((Double(cpuAfter.peakRSSKB) / 1024 * 10).rounded() / 10)
                 ]
                 say(String(format: "%d streams x %d tokens at %d tok/s: %d succeeded in %.1f s", streams, tokens, rate, succeeded, elapsed))
-                say(String(format: "delta statements          %6d  (%.1f/s; one per tick whatever the number of streams)", statements,
-                           Double(statements) / elapsed))
-                say(String(format: "delta rows per token      %6.3f  text bytes/token %.2f  table bytes/token %.1f",
-                           Double(rows) / totalTokens, Double(textBytes) / totalTokens, Double(tableBytes) / totalTokens))
-                say(String(format: "notify to listener        p50 %.1f ms  p99 %.1f ms  (%d deltas)", BenchSupport.quantile(latencies, 0.5),
-                           BenchSupport.quantile(latencies, 0.99), latencies.count))
-                say(String(format: "worker                    CPU %.1f s (%.0f%% of one core)  peak RSS %.1f MB", cpuSeconds,
-                           cpuSeconds / elapsed * 100, Double(cpuAfter.peakRSSKB) / 1024))
+                say(
+                    String(
+                        format: "delta statements          %6d  (%.1f/s; one per tick whatever the number of streams)", statements,
+                        Double(statements) / elapsed))
+                say(
+                    String(
+                        format: "delta rows per token      %6.3f  text bytes/token %.2f  table bytes/token %.1f",
+                        Double(rows) / totalTokens, Double(textBytes) / totalTokens, Double(tableBytes) / totalTokens))
+                say(
+                    String(
+                        format: "notify to listener        p50 %.1f ms  p99 %.1f ms  (%d deltas)", BenchSupport.quantile(latencies, 0.5),
+                        BenchSupport.quantile(latencies, 0.99), latencies.count))
+                say(
+                    String(
+                        format: "worker                    CPU %.1f s (%.0f%% of one core)  peak RSS %.1f MB", cpuSeconds,
+                        cpuSeconds / elapsed * 100, Double(cpuAfter.peakRSSKB) / 1024))
                 return result
             }
             try BenchSupport.write(figures, to: json)
@@ -133,7 +159,8 @@ struct ProcessStats {
 
     init(pid: Int32) {
         if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-           let close = stat.lastIndex(of: ")") {
+            let close = stat.lastIndex(of: ")")
+        {
             let fields = stat[stat.index(after: close)...].split(separator: " ")
             // After the command: state is field 3; utime and stime are fields 14 and 15 (1-based).
             if fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) {
@@ -141,7 +168,8 @@ struct ProcessStats {
             }
         }
         if let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) {
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+        {
             peakRSSKB = Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
         }
     }

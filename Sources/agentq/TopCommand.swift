@@ -45,7 +45,8 @@ struct TopCommand: AsyncParsableCommand {
     /// One frame: the last minute's throughput in 5-second buckets, then the status panels.
     static func screen(_ client: PostgresClient, logger: Logger) async throws -> String {
         var buckets = [Int](repeating: 0, count: 12)
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT slice, jobs::int FROM agentq.throughput_last_minute
             """, logger: logger)
         for try await (bucket, count) in rows.decode((Int, Int).self) where (0..<12).contains(bucket) { buckets[11 - bucket] = count }

@@ -19,7 +19,8 @@ struct UpCommand: AsyncParsableCommand {
                 try await Migrator(directory: layout.sqlDirectory).migrate(client, logger: logger)
             }
             let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "agentq"
-            say("""
+            say(
+                """
                 AgentQueue is up.
                   database:   \(url)\(applied.isEmpty ? "" : "  (applied migrations \(applied.joined(separator: ", ")))")
                   worker:     concurrency \(worker.concurrency), queues \(worker.queues)   (Ctrl-C stops it gracefully)

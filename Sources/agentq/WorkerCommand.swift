@@ -71,7 +71,6 @@ struct WorkerOptions: ParsableArguments {
         c.concurrency = concurrency
         c.grace = .milliseconds(Int(grace * 1000))
         c.lease = .milliseconds(Int(lease * 1000))
-        c.heartbeatInterval = .milliseconds(Int(lease * 1000 / 3))
         c.pollInterval = .milliseconds(pollMs)
         c.backoff = Backoff(base: .milliseconds(retryBaseMs), cap: .milliseconds(Int(retryCap * 1000)))
         c.streamThrottle = .milliseconds(throttleMs)
@@ -85,9 +84,10 @@ struct WorkerOptions: ParsableArguments {
     func runWorker(url: DatabaseURL, logger: Logger) async throws {
         let config = configuration
         let client = PostgresClient(
-            configuration: url.clientConfiguration(applicationName: "agentq-worker",
-                                                   statementTimeout: .milliseconds(Int(statementTimeout * 1000)),
-                                                   maximumConnections: 8),
+            configuration: url.clientConfiguration(
+                applicationName: "agentq-worker",
+                statementTimeout: .milliseconds(Int(statementTimeout * 1000)),
+                maximumConnections: 8),
             backgroundLogger: logger)
         let worker = WorkerService(client: client, configuration: config, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: client), .init(service: worker)]
@@ -96,10 +96,11 @@ struct WorkerOptions: ParsableArguments {
             // Services stop in reverse order: the worker first, then metrics (scrapable through the grace period).
             services.insert(.init(service: server.application(logger: logger)), at: 1)
         }
-        let group = ServiceGroup(configuration: .init(
-            services: services,
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services,
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
         try await group.run()
     }
 }

@@ -15,7 +15,8 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
 
     public init(_ string: String) throws {
         guard let url = URLComponents(string: string), let scheme = url.scheme,
-              scheme == "postgres" || scheme == "postgresql" else {
+            scheme == "postgres" || scheme == "postgresql"
+        else {
             throw AgentQueueError(.configuration, "DATABASE_URL must look like postgresql://user@host:port/database, got \"\(string)\"")
         }
         let query = Dictionary((url.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { _, b in b })
@@ -61,8 +62,10 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
     }
 
     /// A client configuration; `applicationName` and `statementTimeout` become session settings.
-    public func clientConfiguration(applicationName: String, statementTimeout: Duration?,
-                                    maximumConnections: Int = 20) -> PostgresClient.Configuration {
+    public func clientConfiguration(
+        applicationName: String, statementTimeout: Duration?,
+        maximumConnections: Int = 20
+    ) -> PostgresClient.Configuration {
         var config: PostgresClient.Configuration
         if let dir = unixSocketDirectory {
             config = .init(unixSocketPath: "\(dir)/.s.PGSQL.\(port)", username: username, password: password, database: database)
@@ -77,7 +80,11 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         }
         var parameters = [("application_name", applicationName)]
         if let statementTimeout {
-            parameters.append(("statement_timeout", "\(statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000)ms"))
+            parameters.append(
+                (
+                    "statement_timeout",
+                    "\(statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000)ms"
+                ))
         }
         config.options.additionalStartupParameters = parameters
         config.options.maximumConnections = maximumConnections

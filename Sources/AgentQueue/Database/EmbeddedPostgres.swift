@@ -36,7 +36,9 @@ public struct EmbeddedPostgres: Sendable {
         process.waitUntilExit()
         let text = String(decoding: data, as: UTF8.self)
         guard process.terminationStatus == 0 || (arguments.first == "status" && process.terminationStatus == 3) else {
-            throw AgentQueueError(.embeddedDatabase, "scripts/embedded-pg \(arguments.joined(separator: " ")) exited with status \(process.terminationStatus)")
+            throw AgentQueueError(
+                .embeddedDatabase, "scripts/embedded-pg \(arguments.joined(separator: " ")) exited with status \(process.terminationStatus)"
+            )
         }
         return text
     }

@@ -43,7 +43,7 @@ public struct Migrator: Sendable {
         return try files.filter { $0.hasSuffix(".sql") }.sorted().compactMap { file in
             let stem = file.dropLast(4)
             guard let underscore = stem.firstIndex(of: "_"), stem[..<underscore].allSatisfy(\.isNumber) else {
-                return nil   // not a migration (for example dashboards.psql-style helpers)
+                return nil  // not a migration (for example dashboards.psql-style helpers)
             }
             let sql = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
             return Migration(version: String(stem[..<underscore]), name: String(stem[stem.index(after: underscore)...]), sql: sql)
@@ -61,7 +61,9 @@ public struct Migrator: Sendable {
                 let applied = try await appliedVersions(connection, logger: logger)
                 for migration in all {
                     if let recorded = applied[migration.version], let recorded, recorded != migration.checksum {
-                        throw AgentQueueError(.migration, """
+                        throw AgentQueueError(
+                            .migration,
+                            """
                             migration \(migration.version)_\(migration.name).sql changed after it was applied \
                             (checksum \(recorded), file \(migration.checksum)); restore it and add a new migration instead
                             """)
@@ -75,7 +77,8 @@ public struct Migrator: Sendable {
                             for statement in SQLScriptSplitter.split(migration.sql) {
                                 try await tx.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                             }
-                            try await tx.query("""
+                            try await tx.query(
+                                """
                                 INSERT INTO agentq.schema_migrations (version, name, checksum)
                                 VALUES (\(migration.version), \(migration.name), \(migration.checksum))
                                 ON CONFLICT (version) DO UPDATE SET checksum = excluded.checksum
@@ -98,11 +101,13 @@ public struct Migrator: Sendable {
     /// Applied versions with their recorded checksums (nil when applied with psql -f).
     private func appliedVersions(_ connection: PostgresConnection, logger: Logger) async throws -> [String: String?] {
         let exists = try await connection.query(
-            "SELECT to_regclass('agentq.schema_migrations') IS NOT NULL", logger: logger).collect()
+            "SELECT to_regclass('agentq.schema_migrations') IS NOT NULL", logger: logger
+        ).collect()
         guard try exists.first?.decode(Bool.self) == true else { return [:] }
         var versions: [String: String?] = [:]
         for try await (version, checksum) in try await connection.query(
-            "SELECT version, checksum FROM agentq.schema_migrations", logger: logger).decode((String, String?).self) {
+            "SELECT version, checksum FROM agentq.schema_migrations", logger: logger
+        ).decode((String, String?).self) {
             versions[version] = checksum
         }
         return versions

@@ -32,7 +32,9 @@ public struct ProjectLayout: Sendable {
                 dir = parent
             }
         }
-        throw AgentQueueError(.configuration,
-            "cannot find the AgentQueue project (sql/001_schema.sql) above \(starts.map(\.path).joined(separator: " or ")); set AGENTQ_ROOT")
+        throw AgentQueueError(
+            .configuration,
+            "cannot find the AgentQueue project (sql/001_schema.sql) above \(starts.map(\.path).joined(separator: " or ")); set AGENTQ_ROOT"
+        )
     }
 }

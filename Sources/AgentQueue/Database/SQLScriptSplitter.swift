@@ -15,26 +15,30 @@ public enum SQLScriptSplitter {
             current = String.UnicodeScalarView()
             hasCode = false
         }
-        func append(_ from: Int, _ to: Int) {   // chars[from..<to]
+        func append(_ from: Int, _ to: Int) {  // chars[from..<to]
             current.append(contentsOf: chars[from..<min(to, chars.count)])
         }
 
         while i < chars.count {
             let c = chars[i]
             let next: Unicode.Scalar? = i + 1 < chars.count ? chars[i + 1] : nil
-            if c == "-" && next == "-" {                       // line comment
+            if c == "-" && next == "-" {  // line comment
                 var j = i
                 while j < chars.count && chars[j] != "\n" { j += 1 }
                 append(i, j); i = j
-            } else if c == "/" && next == "*" {                // block comment (nests in PostgreSQL)
+            } else if c == "/" && next == "*" {  // block comment (nests in PostgreSQL)
                 var depth = 1, j = i + 2
                 while j < chars.count && depth > 0 {
-                    if chars[j] == "/" && j + 1 < chars.count && chars[j + 1] == "*" { depth += 1; j += 2 }
-                    else if chars[j] == "*" && j + 1 < chars.count && chars[j + 1] == "/" { depth -= 1; j += 2 }
-                    else { j += 1 }
+                    if chars[j] == "/" && j + 1 < chars.count && chars[j + 1] == "*" {
+                        depth += 1; j += 2
+                    } else if chars[j] == "*" && j + 1 < chars.count && chars[j + 1] == "/" {
+                        depth -= 1; j += 2
+                    } else {
+                        j += 1
+                    }
                 }
                 append(i, j); i = j
-            } else if c == "'" || c == "\"" {                  // string or quoted identifier; doubled quote escapes
+            } else if c == "'" || c == "\"" {  // string or quoted identifier; doubled quote escapes
                 var j = i + 1
                 while j < chars.count {
                     if chars[j] == c {

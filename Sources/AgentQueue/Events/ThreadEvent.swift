@@ -1,6 +1,6 @@
 import Foundation
 
-/// One event of SPEC section 6, as it arrives in a NOTIFY payload.
+/// One event (README: Events), as it arrives in a NOTIFY payload.
 public struct ThreadEvent: Codable, Sendable, Hashable {
     public var type: String
     public var threadID: UUID?
@@ -12,8 +12,10 @@ public struct ThreadEvent: Codable, Sendable, Hashable {
     public var text: String?
     public var truncated: Bool?
 
-    public init(type: String, threadID: UUID?, jobID: Int64?, messageID: UUID?, streamID: UUID?, seq: Int?, status: String?,
-                text: String?, truncated: Bool?) {
+    public init(
+        type: String, threadID: UUID?, jobID: Int64?, messageID: UUID?, streamID: UUID?, seq: Int?, status: String?,
+        text: String?, truncated: Bool?
+    ) {
         self.type = type
         self.threadID = threadID
         self.jobID = jobID
@@ -27,7 +29,10 @@ public struct ThreadEvent: Codable, Sendable, Hashable {
 
     enum CodingKeys: String, CodingKey {
         case type, seq, status, text, truncated
-        case threadID = "thread_id", jobID = "job_id", messageID = "message_id", streamID = "stream_id"
+        case threadID = "thread_id"
+        case jobID = "job_id"
+        case messageID = "message_id"
+        case streamID = "stream_id"
     }
 
     /// Parses a NOTIFY payload; nil when it is not an event.

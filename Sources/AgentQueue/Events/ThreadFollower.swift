@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// Follows one thread (or every thread) as it happens: the events of SPEC section 6 as an
+/// Follows one thread (or every thread) as it happens: the events (README: Events) as an
 /// `AsyncSequence`, over LISTEN on a pooled connection. When the connection drops it listens again
 /// and catches up from the tables: the deltas past the last `seq` seen of each stream, streams that
 /// ended, and jobs that finished meanwhile, so a reader sees every delta once, in order. A delta too
@@ -21,9 +21,11 @@ public struct ThreadFollower: Sendable {
 
     /// Runs `body` with the thread's events; `ready` runs once the first LISTEN is in place (enqueue
     /// there to see a job from its first event). Following stops when `body` returns.
-    public func withEvents<T: Sendable>(ready: @Sendable @escaping () async throws -> Void = {},
-                                        resumeFrom lastSeen: [UUID: Int] = [:],
-                                        _ body: (AsyncThrowingStream<ThreadEvent, any Error>) async throws -> T) async throws -> T {
+    public func withEvents<T: Sendable>(
+        ready: @Sendable @escaping () async throws -> Void = {},
+        resumeFrom lastSeen: [UUID: Int] = [:],
+        _ body: (AsyncThrowingStream<ThreadEvent, any Error>) async throws -> T
+    ) async throws -> T {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: ThreadEvent.self)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -39,8 +41,10 @@ public struct ThreadFollower: Sendable {
         }
     }
 
-    private func follow(into out: AsyncThrowingStream<ThreadEvent, any Error>.Continuation,
-                        ready: @Sendable @escaping () async throws -> Void, lastSeen: [UUID: Int]) async throws {
+    private func follow(
+        into out: AsyncThrowingStream<ThreadEvent, any Error>.Continuation,
+        ready: @Sendable @escaping () async throws -> Void, lastSeen: [UUID: Int]
+    ) async throws {
         var tracker = DeltaTracker(lastSeen: lastSeen)
         var since: Date?
         var readyDone = false
@@ -67,14 +71,15 @@ public struct ThreadFollower: Sendable {
                                     // Joined mid-stream (or a gap): the missing deltas come from their rows first.
                                     if seq > expected {
                                         for var missed in try await Self.deltas(conn, stream, from: expected, to: seq - 1, logger: logger)
-                                            where tracker.accept(stream, missed.seq ?? -1) {
+                                        where tracker.accept(stream, missed.seq ?? -1) {
                                             missed.threadID = event.threadID; missed.jobID = event.jobID; missed.messageID = event.messageID
                                             out.yield(missed)
                                         }
                                     }
                                     guard tracker.accept(stream, seq) else { continue }
                                     if event.truncated == true {
-                                        event.text = try await Self.deltas(conn, stream, from: seq, to: seq, logger: logger).first?.text ?? ""
+                                        event.text =
+                                            try await Self.deltas(conn, stream, from: seq, to: seq, logger: logger).first?.text ?? ""
                                         event.truncated = nil
                                     }
                                 }
@@ -89,7 +94,7 @@ public struct ThreadFollower: Sendable {
                 }
             } catch {
                 if Task.isCancelled { return }
-                if !readyDone { throw error }   // never connected: the caller should hear of it
+                if !readyDone { throw error }  // never connected: the caller should hear of it
                 logger.warning("following the thread failed; listening again", metadata: ["error": "\(describeDatabaseError(error))"])
                 try await Task.sleep(for: .milliseconds(500))
             }
@@ -99,42 +104,55 @@ public struct ThreadFollower: Sendable {
     private func catchUp(_ conn: PostgresConnection, thread: UUID, since: Date, tracker: inout DeltaTracker) async throws -> [ThreadEvent] {
         var events: [ThreadEvent] = []
         let slack = since.addingTimeInterval(-1)
-        let deltas = try await conn.query("""
+        let deltas = try await conn.query(
+            """
             SELECT s.id, s.message_id, s.job_id, d.seq, d.text FROM agentq.streams s
               JOIN agentq.stream_deltas d ON d.stream_id = s.id
              WHERE s.thread_id = \(thread) AND s.updated_at >= \(slack) ORDER BY s.created_at, d.seq
             """, logger: logger)
         for try await (stream, message, job, seq, text) in deltas.decode((UUID, UUID?, Int64?, Int, String).self)
-            where tracker.accept(stream, seq) {
-            events.append(ThreadEvent(type: "stream.delta", threadID: thread, jobID: job, messageID: message, streamID: stream,
-                                      seq: seq, status: nil, text: text, truncated: nil))
+        where tracker.accept(stream, seq) {
+            events.append(
+                ThreadEvent(
+                    type: "stream.delta", threadID: thread, jobID: job, messageID: message, streamID: stream,
+                    seq: seq, status: nil, text: text, truncated: nil))
         }
-        let ended = try await conn.query("""
+        let ended = try await conn.query(
+            """
             SELECT s.id, s.message_id, s.job_id, s.status FROM agentq.streams s
              WHERE s.thread_id = \(thread) AND s.status <> 'streaming' AND s.updated_at >= \(slack) ORDER BY s.updated_at
             """, logger: logger)
         for try await (stream, message, job, status) in ended.decode((UUID, UUID?, Int64?, String).self) {
-            events.append(ThreadEvent(type: "message.updated", threadID: thread, jobID: job, messageID: message, streamID: nil,
-                                      seq: nil, status: nil, text: nil, truncated: nil))
-            events.append(ThreadEvent(type: "stream.\(status)", threadID: thread, jobID: job, messageID: message, streamID: stream,
-                                      seq: nil, status: status, text: nil, truncated: nil))
+            events.append(
+                ThreadEvent(
+                    type: "message.updated", threadID: thread, jobID: job, messageID: message, streamID: nil,
+                    seq: nil, status: nil, text: nil, truncated: nil))
+            events.append(
+                ThreadEvent(
+                    type: "stream.\(status)", threadID: thread, jobID: job, messageID: message, streamID: stream,
+                    seq: nil, status: status, text: nil, truncated: nil))
         }
-        let jobs = try await conn.query("""
+        let jobs = try await conn.query(
+            """
             SELECT id, status, last_error FROM agentq.jobs
              WHERE thread_id = \(thread) AND finished_at >= \(slack) ORDER BY finished_at
             """, logger: logger)
         for try await (job, status, error) in jobs.decode((Int64, String, String?).self) {
-            events.append(ThreadEvent(type: "job.\(status)", threadID: thread, jobID: job, messageID: nil, streamID: nil,
-                                      seq: nil, status: status, text: status == "succeeded" ? nil : error, truncated: nil))
+            events.append(
+                ThreadEvent(
+                    type: "job.\(status)", threadID: thread, jobID: job, messageID: nil, streamID: nil,
+                    seq: nil, status: status, text: status == "succeeded" ? nil : error, truncated: nil))
         }
         return events
     }
 
     /// The channel of the thread (or `agentq_events`).
     private static func channel(_ conn: PostgresConnection, _ thread: UUID?, logger: Logger) async throws -> String {
-        for try await c in try await conn.query("""
+        for try await c in try await conn.query(
+            """
             SELECT coalesce(agentq.thread_channel(\(thread)), 'agentq_events')
-            """, logger: logger).decode(String.self) { return c }
+            """, logger: logger
+        ).decode(String.self) { return c }
         throw AgentQueueError(.notFound, "agentq.thread_channel returned nothing")
     }
 
@@ -147,14 +165,19 @@ public struct ThreadFollower: Sendable {
         throw AgentQueueError(.notFound, "agentq.listen returned nothing")
     }
 
-    private static func deltas(_ conn: PostgresConnection, _ stream: UUID, from: Int, to: Int, logger: Logger) async throws -> [ThreadEvent] {
+    private static func deltas(_ conn: PostgresConnection, _ stream: UUID, from: Int, to: Int, logger: Logger) async throws -> [ThreadEvent]
+    {
         var out: [ThreadEvent] = []
-        for try await (seq, text) in try await conn.query("""
+        for try await (seq, text) in try await conn.query(
+            """
             SELECT seq, text FROM agentq.stream_deltas WHERE stream_id = \(stream) AND seq BETWEEN \(from)::int AND \(to)::int
              ORDER BY seq
-            """, logger: logger).decode((Int, String).self) {
-            out.append(ThreadEvent(type: "stream.delta", threadID: nil, jobID: nil, messageID: nil, streamID: stream, seq: seq,
-                                   status: nil, text: text, truncated: nil))
+            """, logger: logger
+        ).decode((Int, String).self) {
+            out.append(
+                ThreadEvent(
+                    type: "stream.delta", threadID: nil, jobID: nil, messageID: nil, streamID: stream, seq: seq,
+                    status: nil, text: text, truncated: nil))
         }
         return out
     }

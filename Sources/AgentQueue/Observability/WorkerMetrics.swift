@@ -6,7 +6,7 @@ import Metrics
 public enum WorkerMetrics {
     /// A job a claim handed to this worker.
     static func claimed(_ job: ClaimedJob) {
-        Counter(label: "agentq_jobs_claimed_total", dimensions: [("kind", job.kind), ("queue", job.queue)]).increment()
+        Counter(label: "agentq_jobs_claimed_total", dimensions: [("kind", job.kind.rawValue), ("queue", job.queue)]).increment()
     }
 
     /// The size of one claim batch (what the claim returned, 0 included).
@@ -16,15 +16,17 @@ public enum WorkerMetrics {
 
     /// A job's outcome as written (`succeeded`, `failed`, `retry`, `cancelled`, ...) and its run time.
     static func finished(_ job: ClaimedJob, outcome: String, after duration: Duration) {
-        let dimensions = [("kind", job.kind), ("queue", job.queue)]
+        let dimensions = [("kind", job.kind.rawValue), ("queue", job.queue)]
         Counter(label: "agentq_jobs_finished_total", dimensions: dimensions + [("outcome", outcome)]).increment()
         Timer(label: "agentq_job_duration_seconds", dimensions: dimensions).record(duration: duration)
     }
 
     /// One LLM call: its latency by provider and outcome (`ok` or `error`), and its tokens.
     static func llmCall(provider: String, model: String, failed: Bool, after duration: Duration, usage: TokenUsage?) {
-        Timer(label: "agentq_llm_call_duration_seconds",
-              dimensions: [("provider", provider), ("outcome", failed ? "error" : "ok")]).record(duration: duration)
+        Timer(
+            label: "agentq_llm_call_duration_seconds",
+            dimensions: [("provider", provider), ("outcome", failed ? "error" : "ok")]
+        ).record(duration: duration)
         guard let usage else { return }
         let dimensions = [("provider", provider), ("model", model)]
         Counter(label: "agentq_tokens_total", dimensions: dimensions + [("type", "prompt")]).increment(by: usage.promptTokens)

@@ -23,8 +23,10 @@ public struct OpenAIModel: ChatModel {
         public var headerTimeout: Duration
         public var callTimeout: Duration
 
-        public init(baseURL: String, apiKeyEnv: String?, stream: Bool = true, includeUsage: Bool = true,
-                    headerTimeout: Duration = .seconds(60), callTimeout: Duration = .seconds(600)) {
+        public init(
+            baseURL: String, apiKeyEnv: String?, stream: Bool = true, includeUsage: Bool = true,
+            headerTimeout: Duration = .seconds(60), callTimeout: Duration = .seconds(600)
+        ) {
             self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
             self.apiKeyEnv = apiKeyEnv
             self.stream = stream
@@ -86,12 +88,14 @@ public struct OpenAIModel: ChatModel {
                 if ContinuousClock.now > callDeadline { throw CallTimeout(limit: endpoint.callTimeout) }
             }
             guard state.done || state.finishReason != nil else {
-                throw GenerationError(.transient, "the model's stream ended before it finished (cut after \(state.text.utf8.count) bytes)",
-                                      exchange: log.exchange(status: 200, response: state.text, error: "stream cut"))
+                throw GenerationError(
+                    .transient, "the model's stream ended before it finished (cut after \(state.text.utf8.count) bytes)",
+                    exchange: log.exchange(status: 200, response: state.text, error: "stream cut"))
             }
-            return ChatReply(text: state.text, finishReason: state.finishReason ?? "stop", usage: state.usage,
-                             toolCalls: try state.toolCalls.calls(),
-                             exchange: log.exchange(status: 200, response: state.text, error: nil))
+            return ChatReply(
+                text: state.text, finishReason: state.finishReason ?? "stop", usage: state.usage,
+                toolCalls: try state.toolCalls.calls(),
+                exchange: log.exchange(status: 200, response: state.text, error: nil))
         } catch let error as GenerationError {
             throw error
         } catch is CancellationError {
@@ -107,17 +111,22 @@ public struct OpenAIModel: ChatModel {
             case .cancelled: throw CancellationError()
             default: message = "HTTP error calling \(endpoint.baseURL): \(error)"
             }
-            throw GenerationError(.transient, message, retryableCall: !streamed,
-                                  exchange: log.exchange(status: nil, response: state.text, error: message))
+            throw GenerationError(
+                .transient, message, retryableCall: !streamed,
+                exchange: log.exchange(status: nil, response: state.text, error: message))
         } catch let error as CallTimeout {
-            throw GenerationError(.transient, "the model call took longer than \(error.limit)",
-                                  exchange: log.exchange(status: nil, response: state.text, error: "call timeout"))
+            throw GenerationError(
+                .transient, "the model call took longer than \(error.limit)",
+                exchange: log.exchange(status: nil, response: state.text, error: "call timeout"))
         } catch {
             // Connection refused and other channel errors: nothing was streamed unless text arrived.
-            let message = state.text.isEmpty ? "could not reach the model at \(endpoint.baseURL): \(error)"
+            let message =
+                state.text.isEmpty
+                ? "could not reach the model at \(endpoint.baseURL): \(error)"
                 : "the model's stream was cut after \(state.text.utf8.count) bytes: \(error)"
-            throw GenerationError(.transient, message, retryableCall: state.text.isEmpty,
-                                  exchange: log.exchange(status: nil, response: state.text, error: message))
+            throw GenerationError(
+                .transient, message, retryableCall: state.text.isEmpty,
+                exchange: log.exchange(status: nil, response: state.text, error: message))
         }
     }
 
@@ -145,8 +154,9 @@ public struct OpenAIModel: ChatModel {
         } catch is CancellationError {
             throw CancellationError()
         } catch {
-            throw GenerationError(.transient, "could not reach the embeddings endpoint at \(endpoint.baseURL): \(error)",
-                                  retryableCall: true)
+            throw GenerationError(
+                .transient, "could not reach the embeddings endpoint at \(endpoint.baseURL): \(error)",
+                retryableCall: true)
         }
     }
 
@@ -156,11 +166,13 @@ public struct OpenAIModel: ChatModel {
         let exchange = log?.exchange(status: Int(status.code), response: body, error: message)
         switch status.code {
         case 429:
-            return GenerationError(.transient, message, retryAfter: OpenAIWire.retryAfter(headers.first(name: "retry-after")),
-                                   retryableCall: true, exchange: exchange)
+            return GenerationError(
+                .transient, message, retryAfter: OpenAIWire.retryAfter(headers.first(name: "retry-after")),
+                retryableCall: true, exchange: exchange)
         case 408, 409, 500...599:
-            return GenerationError(.transient, message, retryAfter: OpenAIWire.retryAfter(headers.first(name: "retry-after")),
-                                   retryableCall: true, exchange: exchange)
+            return GenerationError(
+                .transient, message, retryAfter: OpenAIWire.retryAfter(headers.first(name: "retry-after")),
+                retryableCall: true, exchange: exchange)
         default:
             return GenerationError(.permanent, message, exchange: exchange)
         }
@@ -177,8 +189,9 @@ private struct StreamState {
 
     mutating func apply(_ chunk: OpenAIWire.Chunk, log: ExchangeLog, onText: (String) -> Void) throws {
         if let error = chunk.error {
-            throw GenerationError(.transient, "the model reported an error mid-stream: \(error)",
-                                  exchange: log.exchange(status: 200, response: text, error: error))
+            throw GenerationError(
+                .transient, "the model reported an error mid-stream: \(error)",
+                exchange: log.exchange(status: 200, response: text, error: error))
         }
         if let content = chunk.content, !content.isEmpty {
             text += content
@@ -202,8 +215,9 @@ struct ExchangeLog: Sendable {
     func exchange(status: Int?, response: String?, error: String?) -> LLMExchange? {
         guard keep else { return nil }
         let responseValue = response.map { (try? JSONValue.parse($0)) ?? .string($0) }
-        return LLMExchange(url: url, request: try? JSONValue.parse(request), response: responseValue, httpStatus: status,
-                           error: error, duration: ContinuousClock.now - started)
+        return LLMExchange(
+            url: url, request: try? JSONValue.parse(request), response: responseValue, httpStatus: status,
+            error: error, duration: ContinuousClock.now - started)
     }
 }
 

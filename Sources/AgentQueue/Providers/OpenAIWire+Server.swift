@@ -32,28 +32,36 @@ extension OpenAIWire {
             var calls: [AssembledToolCall] = []
             if case .array(let rawCalls)? = m["tool_calls"] {
                 for c in rawCalls {
-                    calls.append(AssembledToolCall(id: c["id"]?.stringValue ?? "", name: c["function"]?["name"]?.stringValue ?? "",
-                                                   arguments: c["function"]?["arguments"]?.stringValue ?? "{}"))
+                    calls.append(
+                        AssembledToolCall(
+                            id: c["id"]?.stringValue ?? "", name: c["function"]?["name"]?.stringValue ?? "",
+                            arguments: c["function"]?["arguments"]?.stringValue ?? "{}"))
                 }
             }
-            messages.append(ChatMessage(role: role, text: text, toolCalls: calls, toolCallID: m["tool_call_id"]?.stringValue))
+            guard let known = MessageRole(rawValue: role) else { throw WireError("unknown role \"\(role)\"") }
+            messages.append(ChatMessage(role: known, text: text, toolCalls: calls, toolCallID: m["tool_call_id"]?.stringValue))
         }
-        let schema = root["response_format"]?["json_schema"]?["schema"]
+        let schema =
+            root["response_format"]?["json_schema"]?["schema"]
             ?? (root["response_format"]?["type"]?.stringValue == "json_object" ? .object(["type": .string("object")]) : nil)
         var tools: [ToolSpec] = []
         if case .array(let rawTools)? = root["tools"] {
             for t in rawTools {
                 guard let name = t["function"]?["name"]?.stringValue else { throw WireError("every tool needs function.name") }
-                tools.append(ToolSpec(name: name, description: t["function"]?["description"]?.stringValue,
-                                      parameters: t["function"]?["parameters"] ?? .object([:])))
+                tools.append(
+                    ToolSpec(
+                        name: name, description: t["function"]?["description"]?.stringValue,
+                        parameters: t["function"]?["parameters"] ?? .object([:])))
             }
         }
         var temperature: Double?
         if case .number(let t)? = root["temperature"] { temperature = t }
-        let chat = ChatRequest(model: model, instructions: instructions, messages: messages, attempt: 1, temperature: temperature,
-                               maxTokens: root["max_tokens"]?.intValue, responseSchema: schema, tools: tools)
-        return ServerRequest(chat: chat, stream: root["stream"]?.boolValue ?? false,
-                             includeUsage: root["stream_options"]?["include_usage"]?.boolValue ?? false)
+        let chat = ChatRequest(
+            model: model, instructions: instructions, messages: messages, attempt: 1, temperature: temperature,
+            maxTokens: root["max_tokens"]?.intValue, responseSchema: schema, tools: tools)
+        return ServerRequest(
+            chat: chat, stream: root["stream"]?.boolValue ?? false,
+            includeUsage: root["stream_options"]?["include_usage"]?.boolValue ?? false)
     }
 
     /// A bad request, as the message of a 400 answer.
@@ -63,9 +71,11 @@ extension OpenAIWire {
     }
 
     /// One `chat.completion.chunk` (an SSE event's data).
-    public static func chunkJSON(id: String, model: String, created: Int, role: Bool = false, content: String? = nil,
-                                 toolCall: (index: Int, call: AssembledToolCall, first: Bool, arguments: String)? = nil,
-                                 finishReason: String? = nil, usage: TokenUsage? = nil, noChoices: Bool = false) -> String {
+    public static func chunkJSON(
+        id: String, model: String, created: Int, role: Bool = false, content: String? = nil,
+        toolCall: (index: Int, call: AssembledToolCall, first: Bool, arguments: String)? = nil,
+        finishReason: String? = nil, usage: TokenUsage? = nil, noChoices: Bool = false
+    ) -> String {
         var w = JSONWriter(capacity: 256)
         w.beginObject()
         w.key("id"); w.string(id)
@@ -101,8 +111,10 @@ extension OpenAIWire {
     }
 
     /// A whole `chat.completion`.
-    public static func completionJSON(id: String, model: String, created: Int, text: String?, toolCalls: [AssembledToolCall],
-                                      finishReason: String, usage: TokenUsage) -> String {
+    public static func completionJSON(
+        id: String, model: String, created: Int, text: String?, toolCalls: [AssembledToolCall],
+        finishReason: String, usage: TokenUsage
+    ) -> String {
         var w = JSONWriter(capacity: 256 + (text?.utf8.count ?? 0))
         w.beginObject()
         w.key("id"); w.string(id)
@@ -119,7 +131,8 @@ extension OpenAIWire {
             for c in toolCalls {
                 w.beginObject()
                 w.key("id"); w.string(c.id); w.key("type"); w.string("function")
-                w.key("function"); w.beginObject(); w.key("name"); w.string(c.name); w.key("arguments"); w.string(c.arguments); w.endObject()
+                w.key("function"); w.beginObject(); w.key("name"); w.string(c.name); w.key("arguments"); w.string(c.arguments);
+                w.endObject()
                 w.endObject()
             }
             w.endArray()

@@ -14,8 +14,8 @@ public enum OpenAIWire {
         }
         for m in request.messages {
             w.beginObject()
-            w.key("role"); w.string(m.role)
-            if m.role == "assistant" && !m.toolCalls.isEmpty && m.text.isEmpty {
+            w.key("role"); w.string(m.role.rawValue)
+            if m.role == .assistant && !m.toolCalls.isEmpty && m.text.isEmpty {
                 w.key("content"); w.null()
             } else {
                 w.key("content"); w.string(m.text)
@@ -100,9 +100,10 @@ public enum OpenAIWire {
                 chunk.content = delta["content"] as? String
                 for case let call as [String: Any] in delta["tool_calls"] as? [Any] ?? [] {
                     let function = call["function"] as? [String: Any]
-                    chunk.toolCallFragments.append(ToolCallFragment(
-                        index: (call["index"] as? Int) ?? 0, id: call["id"] as? String,
-                        name: function?["name"] as? String, arguments: function?["arguments"] as? String))
+                    chunk.toolCallFragments.append(
+                        ToolCallFragment(
+                            index: (call["index"] as? Int) ?? 0, id: call["id"] as? String,
+                            name: function?["name"] as? String, arguments: function?["arguments"] as? String))
                 }
             }
         }
@@ -116,24 +117,29 @@ public enum OpenAIWire {
         }
         if let error = root["error"] { throw GenerationError(.transient, "the model returned an error: \(errorMessage(error))") }
         guard let choice = (root["choices"] as? [Any])?.first as? [String: Any],
-              let message = choice["message"] as? [String: Any] else {
+            let message = choice["message"] as? [String: Any]
+        else {
             throw GenerationError(.transient, "the model's response has no choices[0].message")
         }
         var calls: [AssembledToolCall] = []
         for case let call as [String: Any] in message["tool_calls"] as? [Any] ?? [] {
             let function = call["function"] as? [String: Any]
             guard let name = function?["name"] as? String else { continue }
-            calls.append(AssembledToolCall(id: call["id"] as? String ?? "call_\(calls.count)", name: name,
-                                           arguments: function?["arguments"] as? String ?? "{}"))
+            calls.append(
+                AssembledToolCall(
+                    id: call["id"] as? String ?? "call_\(calls.count)", name: name,
+                    arguments: function?["arguments"] as? String ?? "{}"))
         }
-        return ChatReply(text: message["content"] as? String ?? "", finishReason: choice["finish_reason"] as? String ?? "stop",
-                         usage: (root["usage"] as? [String: Any]).flatMap(usage), toolCalls: calls)
+        return ChatReply(
+            text: message["content"] as? String ?? "", finishReason: choice["finish_reason"] as? String ?? "stop",
+            usage: (root["usage"] as? [String: Any]).flatMap(usage), toolCalls: calls)
     }
 
     /// Parses an embeddings response: the vectors in input order, and the tokens counted.
     public static func parseEmbeddings(_ body: String) throws -> (vectors: [[Float]], promptTokens: Int) {
         guard let root = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
-              let data = root["data"] as? [Any] else {
+            let data = root["data"] as? [Any]
+        else {
             throw GenerationError(.transient, "the embeddings response has no data array: \(body.prefix(200))")
         }
         var vectors = [[Float]](repeating: [], count: data.count)

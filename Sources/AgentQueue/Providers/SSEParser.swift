@@ -36,7 +36,7 @@ public struct SSEParser: Sendable {
         for byte in bytes {
             if pendingCR {
                 pendingCR = false
-                if byte == UInt8(ascii: "\n") { continue }   // the \n of a \r\n split across chunks
+                if byte == UInt8(ascii: "\n") { continue }  // the \n of a \r\n split across chunks
             }
             switch byte {
             case UInt8(ascii: "\n"):
@@ -82,7 +82,7 @@ public struct SSEParser: Sendable {
         case "id":
             if !value.contains(0) { lastID = String(decoding: value, as: UTF8.self) }
         default:
-            break   // `retry` and unknown fields: ignored
+            break  // `retry` and unknown fields: ignored
         }
     }
 }

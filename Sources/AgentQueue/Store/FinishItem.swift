@@ -34,9 +34,11 @@ public struct FinishItem: Sendable {
         }
     }
 
-    public init(jobID: Int64, attempt: Int, outcome: Outcome, error: String? = nil, retryAt: Date? = nil,
-                result: JobResultPayload? = nil, messages: [NewMessage]? = nil, usage: [UsageRecord]? = nil,
-                stream: StreamEnd? = nil, llmCalls: [LLMCallRecord] = []) {
+    public init(
+        jobID: Int64, attempt: Int, outcome: Outcome, error: String? = nil, retryAt: Date? = nil,
+        result: JobResultPayload? = nil, messages: [NewMessage]? = nil, usage: [UsageRecord]? = nil,
+        stream: StreamEnd? = nil, llmCalls: [LLMCallRecord] = []
+    ) {
         self.stream = stream
         self.llmCalls = llmCalls
         self.jobID = jobID
@@ -79,7 +81,7 @@ public struct FinishItem: Sendable {
             for m in messages {
                 w.beginObject()
                 w.key("id"); w.string(m.id.uuidString.lowercased())
-                w.key("role"); w.string(m.role)
+                w.key("role"); w.string(m.role.rawValue)
                 w.key("content"); w.value(m.content)
                 w.field("text", m.text)
                 w.key("status"); w.string(m.status)

@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// Every statement a worker sends. Each method is one round trip to a function of `sql/003_worker.sql`.
+/// The statements of the job lifecycle a worker sends (register, claim, heartbeat, finish, prune, and the agents, contexts and providers jobs read). Each method is one round trip.
 public struct JobStore: Sendable {
     public let client: PostgresClient
     public let workerID: String
@@ -13,9 +13,11 @@ public struct JobStore: Sendable {
     }
 
     public func register(host: String, pid: Int, queues: [String], concurrency: Int, logger: Logger) async throws {
-        _ = try await client.query("""
+        _ = try await client.query(
+            """
             SELECT agentq.register_worker(\(workerID), \(host), \(pid)::int, \(queues), \(concurrency)::int)
-            """, logger: logger).collect()
+            """, logger: logger
+        ).collect()
     }
 
     public func deregister(logger: Logger) async throws {
@@ -24,23 +26,28 @@ public struct JobStore: Sendable {
 
     /// Claims up to `limit` jobs from `queues` (in that order) with a lease of `lease`.
     public func claim(queues: [String], limit: Int, lease: Duration, logger: Logger) async throws -> [ClaimedJob] {
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT id, kind, queue, attempt, max_attempts, thread_id, user_id, agent_name, prompt_message_id, options::text
               FROM agentq.claim(\(workerID), \(queues), \(limit)::int, \(Self.interval(lease))::interval)
             """, logger: logger)
         var jobs: [ClaimedJob] = []
         for try await (id, kind, queue, attempt, maxAttempts, thread, user, agent, prompt, options) in rows.decode(
-            (Int64, String, String, Int, Int, UUID?, String?, String?, UUID?, String).self) {
-            jobs.append(ClaimedJob(id: id, kind: kind, queue: queue, attempt: attempt, maxAttempts: maxAttempts,
-                                   threadID: thread, userID: user, agentName: agent, promptMessageID: prompt,
-                                   options: (try? JSONValue.parse(options)) ?? .object([:])))
+            (Int64, String, String, Int, Int, UUID?, String?, String?, UUID?, String).self)
+        {
+            jobs.append(
+                ClaimedJob(
+                    id: id, kind: JobKind(rawValue: kind), queue: queue, attempt: attempt, maxAttempts: maxAttempts,
+                    threadID: thread, userID: user, agentName: agent, promptMessageID: prompt,
+                    options: (try? JSONValue.parse(options)) ?? .object([:])))
         }
         return jobs
     }
 
     /// Jobs waiting (queued, runnable or not) per queue, read through the `jobs_active` index.
     public func queueDepths(_ queues: [String], logger: Logger) async throws -> [String: Int] {
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT queue, count(*)::int8 FROM agentq.jobs
              WHERE status = 'queued' AND queue = ANY(\(queues)) GROUP BY queue
             """, logger: logger)
@@ -53,7 +60,8 @@ public struct JobStore: Sendable {
     public func heartbeat(held: [(id: Int64, attempt: Int)], lease: Duration, logger: Logger) async throws -> [Int64: Bool] {
         let ids = held.map(\.id)
         let attempts = held.map { Int32($0.attempt) }
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT job_id, cancel_requested
               FROM agentq.heartbeat(\(workerID), \(ids), \(attempts), \(Self.interval(lease))::interval)
             """, logger: logger)
@@ -64,7 +72,8 @@ public struct JobStore: Sendable {
 
     /// Jobs among `jobIDs` whose cancellation was requested (the fallback when a NOTIFY was missed).
     public func cancelRequested(among jobIDs: [Int64], logger: Logger) async throws -> [Int64] {
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT id FROM agentq.jobs WHERE id = ANY(\(jobIDs)) AND cancel_requested
             """, logger: logger)
         var ids: [Int64] = []
@@ -75,7 +84,8 @@ public struct JobStore: Sendable {
     /// Finishes a batch of jobs in one transaction; returns, per job id, whether it still held the job.
     public func finish(_ items: [FinishItem], logger: Logger) async throws -> [Int64: Bool] {
         let payload = FinishItem.json(items)
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT job_id, applied FROM agentq.finish_jobs(\(workerID), \(payload)::jsonb)
             """, logger: logger)
         var applied: [Int64: Bool] = [:]
@@ -85,20 +95,25 @@ public struct JobStore: Sendable {
 
     /// The context of each job: recent successful messages up to its prompt, oldest first.
     public func contexts(jobIDs: [Int64], recentMessages: Int, logger: Logger) async throws -> [Int64: JobContextRecord] {
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT job_id, prompt_ord, prompt_step, thread_agent_options, message_id, role, text, content, ord, step, tool
               FROM agentq.job_contexts(\(jobIDs), \(recentMessages)::int)
             """, logger: logger)
         var result: [Int64: JobContextRecord] = [:]
         for try await (id, promptOrd, promptStep, agentOptions, messageID, role, text, content, ord, step, tool) in rows.decode(
-            (Int64, Int?, Int?, String?, UUID?, String?, String?, String?, Int?, Int?, Bool?).self) {
+            (Int64, Int?, Int?, String?, UUID?, String?, String?, String?, Int?, Int?, Bool?).self)
+        {
             if result[id] == nil {
-                result[id] = JobContextRecord(jobID: id, promptOrd: promptOrd, promptStep: promptStep,
-                                              threadAgentOptions: agentOptions.flatMap { try? JSONValue.parse($0) }, messages: [])
+                result[id] = JobContextRecord(
+                    jobID: id, promptOrd: promptOrd, promptStep: promptStep,
+                    threadAgentOptions: agentOptions.flatMap { try? JSONValue.parse($0) }, messages: [])
             }
-            if let messageID, let role, let ord, let step {
-                result[id]!.messages.append(ContextMessage(id: messageID, role: role, contentJSON: content ?? "[]", text: text,
-                                                           ord: ord, step: step, tool: tool ?? false))
+            if let messageID, let role = role.flatMap(MessageRole.init(rawValue:)), let ord, let step {
+                result[id]!.messages.append(
+                    ContextMessage(
+                        id: messageID, role: role, contentJSON: content ?? "[]", text: text,
+                        ord: ord, step: step, tool: tool ?? false))
             }
         }
         return result
@@ -106,27 +121,37 @@ public struct JobStore: Sendable {
 
     /// The agents named, by name.
     public func agents(named names: [String], logger: Logger) async throws -> [String: AgentRecord] {
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT name, model, instructions, tools, embedding_model, options::text FROM agentq.agents WHERE name = ANY(\(names))
             """, logger: logger)
         var agents: [String: AgentRecord] = [:]
         for try await (name, model, instructions, tools, embedding, options) in rows.decode(
-            (String, String, String?, [String], String?, String).self) {
-            agents[name] = AgentRecord(name: name, model: model, instructions: instructions, tools: tools,
-                                       embeddingModel: embedding, options: (try? JSONValue.parse(options)) ?? .object([:]))
+            (String, String, String?, [String], String?, String).self)
+        {
+            agents[name] = AgentRecord(
+                name: name, model: model, instructions: instructions, tools: tools,
+                embeddingModel: embedding, options: (try? JSONValue.parse(options)) ?? .object([:]))
         }
         return agents
     }
 
     /// The rows of `agentq.providers` (endpoints beyond the built-in `openai` and `mock`).
     public func providers(logger: Logger) async throws -> [ProviderRecord] {
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT name, kind, base_url, api_key_env, options::text FROM agentq.providers
             """, logger: logger)
         var out: [ProviderRecord] = []
         for try await (name, kind, baseURL, keyEnv, options) in rows.decode((String, String, String?, String?, String).self) {
-            out.append(ProviderRecord(name: name, kind: kind, baseURL: baseURL, apiKeyEnv: keyEnv,
-                                      options: (try? JSONValue.parse(options)) ?? .object([:])))
+            guard let kind = ProviderKind(rawValue: kind) else {
+                logger.warning("skipping a provider of an unknown kind", metadata: ["provider": "\(name)", "kind": "\(kind)"])
+                continue
+            }
+            out.append(
+                ProviderRecord(
+                    name: name, kind: kind, baseURL: baseURL, apiKeyEnv: keyEnv,
+                    options: (try? JSONValue.parse(options)) ?? .object([:])))
         }
         return out
     }

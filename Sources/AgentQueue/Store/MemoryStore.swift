@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// The statements of memory (`sql/009_search.sql`, `sql/010_memory.sql`): what embed jobs embed and
+/// The statements of memory (`sql/006_memory.sql`): what embed jobs embed and
 /// where their vectors go, the prompt's saved vector, and the search part of a generation's context.
 public struct MemoryStore: Sendable {
     public let client: PostgresClient
@@ -24,7 +24,8 @@ public struct MemoryStore: Sendable {
     /// whose messages were all embedded, deleted or failed meanwhile has none).
     public func embedInputs(jobIDs: [Int64], logger: Logger) async throws -> [Int64: (model: String, inputs: [EmbedInput])] {
         guard !jobIDs.isEmpty else { return [:] }
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT job_id, model, message_id, input, input_md5 FROM agentq.embed_inputs(\(jobIDs))
             """, logger: logger)
         var work: [Int64: (model: String, inputs: [EmbedInput])] = [:]
@@ -36,8 +37,10 @@ public struct MemoryStore: Sendable {
 
     /// Saves vectors a job computed (an embed job's, or a generation's prompt) if this worker still
     /// holds the attempt and the texts are unchanged; nil when it lost the job.
-    public func saveJobEmbeddings(jobID: Int64, attempt: Int, model: String, inputs: [EmbedInput], vectors: [[Float]],
-                                  logger: Logger) async throws -> Int? {
+    public func saveJobEmbeddings(
+        jobID: Int64, attempt: Int, model: String, inputs: [EmbedInput], vectors: [[Float]],
+        logger: Logger
+    ) async throws -> Int? {
         var w = JSONWriter(capacity: vectors.count * (vectors.first?.count ?? 0) * 12 + 256)
         w.beginArray()
         for (input, vector) in zip(inputs, vectors) {
@@ -50,7 +53,8 @@ public struct MemoryStore: Sendable {
         }
         w.endArray()
         let payload = w.text
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT agentq.save_job_embeddings(\(workerID), \(jobID), \(attempt)::int, \(payload)::jsonb)
             """, logger: logger)
         for try await saved in rows.decode(Int?.self) { return saved }
@@ -59,9 +63,12 @@ public struct MemoryStore: Sendable {
 
     /// What embedding a prompt message for a search needs: its saved vector of `model`, else the text
     /// to embed (cut to `embed_max_chars`) and whether a vector may be saved with it. Nil: no such message.
-    public func promptEmbedding(messageID: UUID, model: String,
-                                logger: Logger) async throws -> (saved: [Float]?, input: EmbedInput, embeddable: Bool)? {
-        let rows = try await client.query("""
+    public func promptEmbedding(
+        messageID: UUID, model: String,
+        logger: Logger
+    ) async throws -> (saved: [Float]?, input: EmbedInput, embeddable: Bool)? {
+        let rows = try await client.query(
+            """
             SELECT embedding, input, input_md5, embeddable FROM agentq.prompt_embedding(\(messageID), \(model))
             """, logger: logger)
         for try await (embedding, input, md5, embeddable) in rows.decode((String?, String, String, Bool).self) {
@@ -71,17 +78,21 @@ public struct MemoryStore: Sendable {
     }
 
     /// The search part of a job's context (`agentq.context_search`), oldest first.
-    public func contextSearch(threadID: UUID, query: String?, embedding: [Float]?, model: String?, search: JSONValue,
-                              beforeOrd: Int?, exclude: [UUID], logger: Logger) async throws -> [ContextMessage] {
+    public func contextSearch(
+        threadID: UUID, query: String?, embedding: [Float]?, model: String?, search: JSONValue,
+        beforeOrd: Int?, exclude: [UUID], logger: Logger
+    ) async throws -> [ContextMessage] {
         let vectorText = embedding.map(Self.text(of:))
         let searchJSON = search.jsonString
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT message_id, role, text, content::text, ord, step, tool
               FROM agentq.context_search(\(threadID), \(query), \(vectorText)::vector, \(model), \(searchJSON)::jsonb,
                                          \(beforeOrd)::int, \(exclude)::uuid[])
             """, logger: logger)
         var messages: [ContextMessage] = []
         for try await (id, role, text, content, ord, step, tool) in rows.decode((UUID, String, String?, String, Int, Int, Bool).self) {
+            guard let role = MessageRole(rawValue: role) else { continue }  // the table's check allows no other
             messages.append(ContextMessage(id: id, role: role, contentJSON: content, text: text, ord: ord, step: step, tool: tool))
         }
         return messages

@@ -18,10 +18,13 @@ public struct ProducerStore: Sendable {
     }
 
     /// Saves the prompt and enqueues a generate job in one transaction; returns the job id.
-    public func generate(threadID: UUID?, prompt: String?, agent: String = "default", options: JSONValue = .object([:]),
-                         logger: Logger) async throws -> Int64 {
+    public func generate(
+        threadID: UUID?, prompt: String?, agent: String = "default", options: JSONValue = .object([:]),
+        logger: Logger
+    ) async throws -> Int64 {
         let optionsText = try options.jsonText()
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT agentq.generate(\(threadID), \(prompt), \(agent), NULL, \(optionsText)::jsonb)
             """, logger: logger)
         for try await id in rows.decode(Int64.self) { return id }
@@ -46,7 +49,8 @@ public struct ProducerStore: Sendable {
 
     /// Saved messages of a thread as a UI shows them: the `ids` given, or the newest `limit`.
     public func messages(threadID: UUID, ids: [UUID]? = nil, limit: Int = 100, logger: Logger) async throws -> [UIMessage] {
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT id, role, coalesce(text, ''), status, ord, step, job_id FROM (
                 SELECT * FROM agentq.messages WHERE thread_id = \(threadID) AND (\(ids)::uuid[] IS NULL OR id = ANY(\(ids)::uuid[]))
                  ORDER BY ord DESC, step DESC LIMIT \(limit)::int) m

@@ -3,7 +3,7 @@ import Foundation
 /// A job as a worker claimed it.
 public struct ClaimedJob: Sendable, Hashable {
     public var id: Int64
-    public var kind: String
+    public var kind: JobKind
     public var queue: String
     public var attempt: Int
     public var maxAttempts: Int
@@ -27,12 +27,12 @@ public struct AgentRecord: Sendable, Hashable {
 /// A row of `agentq.providers`.
 public struct ProviderRecord: Sendable, Hashable {
     public var name: String
-    public var kind: String
+    public var kind: ProviderKind
     public var baseURL: String?
     public var apiKeyEnv: String?
     public var options: JSONValue
 
-    public init(name: String, kind: String, baseURL: String?, apiKeyEnv: String?, options: JSONValue) {
+    public init(name: String, kind: ProviderKind, baseURL: String?, apiKeyEnv: String?, options: JSONValue) {
         self.name = name
         self.kind = kind
         self.baseURL = baseURL
@@ -45,14 +45,14 @@ public struct ProviderRecord: Sendable, Hashable {
 /// kept unparsed: only text matters until tool and file parts do.
 public struct ContextMessage: Sendable, Hashable {
     public var id: UUID
-    public var role: String
+    public var role: MessageRole
     public var contentJSON: String
     public var text: String?
     public var ord: Int
     public var step: Int
     public var tool: Bool
 
-    public init(id: UUID, role: String, contentJSON: String, text: String?, ord: Int, step: Int, tool: Bool) {
+    public init(id: UUID, role: MessageRole, contentJSON: String, text: String?, ord: Int, step: Int, tool: Bool) {
         self.id = id
         self.role = role
         self.contentJSON = contentJSON
@@ -75,7 +75,7 @@ public struct JobContextRecord: Sendable {
 /// A message a worker saves when it finishes a job.
 public struct NewMessage: Sendable, Hashable {
     public var id: UUID
-    public var role: String
+    public var role: MessageRole
     public var content: JSONValue
     public var text: String?
     public var status: String
@@ -87,8 +87,10 @@ public struct NewMessage: Sendable, Hashable {
     public var agentName: String?
     public var tool: Bool
 
-    public init(id: UUID = UUID(), role: String = "assistant", text: String, status: String = "success", error: String? = nil,
-                model: String?, provider: String?, usage: TokenUsage?, finishReason: String?, agentName: String?) {
+    public init(
+        id: UUID = UUID(), role: MessageRole = .assistant, text: String, status: String = "success", error: String? = nil,
+        model: String?, provider: String?, usage: TokenUsage?, finishReason: String?, agentName: String?
+    ) {
         self.id = id
         self.role = role
         self.content = .array([.object(["type": .string("text"), "text": .string(text)])])
@@ -117,7 +119,9 @@ public struct TokenUsage: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case promptTokens = "prompt_tokens", completionTokens = "completion_tokens", totalTokens = "total_tokens"
+        case promptTokens = "prompt_tokens"
+        case completionTokens = "completion_tokens"
+        case totalTokens = "total_tokens"
     }
 }
 

@@ -49,7 +49,8 @@ public struct StreamStore: Sendable {
 
     /// Opens the streams (pending message + stream row each); returns the stream ids opened.
     public func open(_ openings: [Opening], logger: Logger) async throws -> Set<UUID> {
-        let rows = try await client.query("SELECT stream_id FROM agentq.open_streams(\(workerID), \(Self.json(openings))::jsonb)", logger: logger)
+        let rows = try await client.query(
+            "SELECT stream_id FROM agentq.open_streams(\(workerID), \(Self.json(openings))::jsonb)", logger: logger)
         var opened = Set<UUID>()
         for try await id in rows.decode(UUID.self) { opened.insert(id) }
         return opened
@@ -86,7 +87,8 @@ public struct StreamStore: Sendable {
             w.endObject()
         }
         w.endArray()
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT stream_id, written, stop FROM agentq.write_deltas(\(workerID), \(w.text)::jsonb)
             """, logger: logger)
         var result: [UUID: (Bool, Bool)] = [:]

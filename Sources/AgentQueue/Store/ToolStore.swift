@@ -2,8 +2,9 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// The statements of tool calls (`sql/008_tools.sql`): the registry, the open calls of claimed jobs,
-/// and the step transaction that saves a step's calls with the SQL tools' own writes.
+/// The statements of tool calls: the registry, the open calls of claimed jobs, and the step
+/// transaction that saves a step's calls with the SQL tools' own writes (`ToolExecutor` decides
+/// what runs in it).
 public struct ToolStore: Sendable {
     public let client: PostgresClient
     public let workerID: String
@@ -16,23 +17,27 @@ public struct ToolStore: Sendable {
     /// The `agentq.tools` rows named.
     public func definitions(named names: [String], logger: Logger) async throws -> [String: ToolDefinition] {
         guard !names.isEmpty else { return [:] }
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT name, description, parameters::text, kind, target, options::text FROM agentq.tools WHERE name = ANY(\(names))
             """, logger: logger)
         var tools: [String: ToolDefinition] = [:]
         for try await (name, description, parameters, kind, target, options) in rows.decode(
-            (String, String, String, String, String?, String).self) {
+            (String, String, String, String, String?, String).self)
+        {
             let opts = (try? JSONValue.parse(options)) ?? .object([:])
-            let toolKind: ToolDefinition.Kind = switch kind {
-            case "sql": .sql
-            case "http": .http(url: target ?? "")
-            default: .client
-            }
-            tools[name] = ToolDefinition(name: name, description: description,
-                                         parameters: (try? JSONValue.parse(parameters)) ?? .object([:]), kind: toolKind,
-                                         needsApproval: opts["needs_approval"]?.boolValue ?? false,
-                                         timeout: .milliseconds(opts["timeout_ms"]?.intValue ?? 10_000),
-                                         maxResponseBytes: opts["max_response_bytes"]?.intValue ?? 1 << 20)
+            let toolKind: ToolDefinition.Kind =
+                switch kind {
+                case "sql": .sql
+                case "http": .http(url: target ?? "")
+                default: .client
+                }
+            tools[name] = ToolDefinition(
+                name: name, description: description,
+                parameters: (try? JSONValue.parse(parameters)) ?? .object([:]), kind: toolKind,
+                needsApproval: opts["needs_approval"]?.boolValue ?? false,
+                timeout: .milliseconds(opts["timeout_ms"]?.intValue ?? 10_000),
+                maxResponseBytes: opts["max_response_bytes"]?.intValue ?? 1 << 20)
         }
         return tools
     }
@@ -41,63 +46,103 @@ public struct ToolStore: Sendable {
     /// and ones still waiting for an answer.
     public func openCalls(jobIDs: [Int64], logger: Logger) async throws -> [Int64: [OpenToolCall]] {
         guard !jobIDs.isEmpty else { return [:] }
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT job_id, tool_call_id, tool_name, kind, args, status FROM agentq.open_tool_calls(\(jobIDs))
             """, logger: logger)
         var calls: [Int64: [OpenToolCall]] = [:]
         for try await (job, id, name, kind, args, status) in rows.decode((Int64, String, String, String, String, String).self) {
-            calls[job, default: []].append(OpenToolCall(id: id, name: name, kind: kind,
-                                                        arguments: (try? JSONValue.parse(args)) ?? .object([:]), status: status))
+            guard let status = ToolCallStatus(rawValue: status) else {
+                throw AgentQueueError(.invalidInput, "tool call \(id) of job \(job) has an unknown status \"\(status)\"")
+            }
+            calls[job, default: []].append(
+                OpenToolCall(
+                    id: id, name: name, kind: kind,
+                    arguments: (try? JSONValue.parse(args)) ?? .object([:]), status: status))
         }
         return calls
     }
 
-    /// One step, in one transaction: the assistant message with its calls (nil when resuming calls
-    /// saved before), the results already known, every SQL tool in `runSQL` (each in a savepoint
-    /// under its own statement timeout; a failure becomes its error result), then the next pending
-    /// message and stream when `openNext` is given. Returns the SQL tools' results by call id.
-    /// Throws (nothing saved) when the job is no longer held.
-    public func saveStep(_ step: Step, logger: Logger) async throws -> [String: ToolResult] {
-        try await client.withTransaction(logger: logger) { conn in
-            _ = try await conn.query("""
+    /// Runs `body` in the step's transaction, after `agentq.begin_step` saved the step's assistant
+    /// message and calls (nil message when resuming calls saved before), its known results, its
+    /// stream end and lease extension. Throws, with nothing saved, when the job is no longer held.
+    public func inStep<T: Sendable>(
+        _ step: Step, logger: Logger,
+        _ body: (StepTransaction) async throws -> T
+    ) async throws -> T {
+        try await client.withTransaction(logger: logger) { connection in
+            _ = try await connection.query(
+                """
                 SELECT agentq.begin_step(\(workerID), \(step.jobID), \(step.attempt)::int, \(step.json)::jsonb)
-                """, logger: logger).collect()
-            var results: [String: ToolResult] = [:]
-            for (callID, timeout) in step.runSQL {
-                _ = try await conn.query("SAVEPOINT agentq_tool", logger: logger).collect()
-                _ = try await conn.query(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(max(1, Int(timeout.seconds * 1000)))"),
-                                         logger: logger).collect()
-                do {
-                    var value: JSONValue = .null
-                    for try await text in try await conn.query("""
-                        SELECT coalesce(agentq.run_sql_tool(\(step.jobID), \(callID)), 'null'::jsonb)::text
-                        """, logger: logger).decode(String.self) {
-                        value = (try? JSONValue.parse(text)) ?? .null
-                    }
-                    results[callID] = ToolResult(value: value, isError: false)
-                    _ = try await conn.query("RELEASE SAVEPOINT agentq_tool", logger: logger).collect()
-                } catch {
-                    _ = try await conn.query("ROLLBACK TO SAVEPOINT agentq_tool", logger: logger).collect()
-                    let result = ToolResult(value: ToolStepPlan.errorResult(describeDatabaseError(error)), isError: true)
-                    results[callID] = result
-                    _ = try await conn.query("""
-                        SELECT agentq.emit_all(agentq.record_tool_results(\(step.jobID), \(Step.resultsJSON([callID: result]))::jsonb))
-                        """, logger: logger).collect()
-                }
-            }
-            if !step.runSQL.isEmpty {
-                _ = try await conn.query("SET LOCAL statement_timeout TO DEFAULT", logger: logger).collect()
-            }
-            if let next = step.openNext {
-                _ = try await conn.query("""
-                    SELECT stream_id FROM agentq.open_streams(\(workerID), \(StreamStore.json([next]))::jsonb)
-                    """, logger: logger).collect()
-            }
-            return results
+                """, logger: logger
+            ).collect()
+            return try await body(StepTransaction(connection: connection, workerID: workerID, logger: logger))
         }
     }
 
-    /// One step's writes (see `saveStep`).
+    /// The statements of a step's transaction (`inStep`).
+    public struct StepTransaction: Sendable {
+        let connection: PostgresConnection
+        let workerID: String
+        let logger: Logger
+
+        /// A SQL tool's failure, after its writes were rolled back to the savepoint (the
+        /// transaction goes on).
+        public struct ToolFailed: Error {
+            public var underlying: any Error
+        }
+
+        /// Runs a SQL tool call (`agentq.run_sql_tool`) in a savepoint under its own statement
+        /// timeout; returns its result, or throws `ToolFailed` with its writes undone.
+        public func runSQLTool(jobID: Int64, callID: String, timeout: Duration) async throws -> JSONValue {
+            try await run("SAVEPOINT agentq_tool")
+            try await run("SET LOCAL statement_timeout = \(max(1, Int(timeout.seconds * 1000)))")
+            do {
+                var value: JSONValue = .null
+                for try await text in try await connection.query(
+                    """
+                    SELECT coalesce(agentq.run_sql_tool(\(jobID), \(callID)), 'null'::jsonb)::text
+                    """, logger: logger
+                ).decode(String.self) {
+                    value = (try? JSONValue.parse(text)) ?? .null
+                }
+                try await run("RELEASE SAVEPOINT agentq_tool")
+                return value
+            } catch {
+                try await run("ROLLBACK TO SAVEPOINT agentq_tool")
+                throw ToolFailed(underlying: error)
+            }
+        }
+
+        /// Back to the session's statement timeout after SQL tools ran.
+        public func resetStatementTimeout() async throws {
+            try await run("SET LOCAL statement_timeout TO DEFAULT")
+        }
+
+        /// Saves results of calls saved before (`agentq.record_tool_results`).
+        public func recordResults(jobID: Int64, _ results: [String: ToolResult]) async throws {
+            _ = try await connection.query(
+                """
+                SELECT agentq.emit_all(agentq.record_tool_results(\(jobID), \(Step.resultsJSON(results))::jsonb))
+                """, logger: logger
+            ).collect()
+        }
+
+        /// Opens the next step's pending message and stream.
+        public func openStream(_ next: StreamStore.Opening) async throws {
+            _ = try await connection.query(
+                """
+                SELECT stream_id FROM agentq.open_streams(\(workerID), \(StreamStore.json([next]))::jsonb)
+                """, logger: logger
+            ).collect()
+        }
+
+        private func run(_ sql: String) async throws {
+            _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect()
+        }
+    }
+
+    /// One step's writes (see `inStep`).
     public struct Step: Sendable {
         public var jobID: Int64
         public var attempt: Int
@@ -109,9 +154,8 @@ public struct ToolStore: Sendable {
         public var calls: [(call: ToolStepPlan.Call, result: ToolResult?)] = []
         /// Results of calls saved before (resumed or run after the step's commit).
         public var results: [String: ToolResult] = [:]
-        public var runSQL: [(id: String, timeout: Duration)] = []
+        /// How much longer the lease must last for the SQL tools run in the step's transaction.
         public var leaseExtension: Duration = .zero
-        public var openNext: StreamStore.Opening?
 
         public init(jobID: Int64, attempt: Int) {
             self.jobID = jobID
@@ -147,11 +191,11 @@ public struct ToolStore: Sendable {
                 w.key("tool_name"); w.string(call.name)
                 w.key("kind"); w.string(call.kindName)
                 w.key("args"); w.value(call.arguments)
-                w.key("status"); w.string(result == nil ? call.status : "done")
+                w.key("status"); w.string((result == nil ? call.status : .done).rawValue)
                 if let result { w.key("result"); w.value(result.value); w.key("is_error"); w.bool(result.isError) }
                 w.endObject()
             }
-            Self.write(results, status: "done", to: &w)
+            Self.write(results, status: .done, to: &w)
             w.endArray()
             w.endObject()
             return w.text
@@ -166,11 +210,11 @@ public struct ToolStore: Sendable {
             return w.text
         }
 
-        private static func write(_ results: [String: ToolResult], status: String?, to w: inout JSONWriter) {
+        private static func write(_ results: [String: ToolResult], status: ToolCallStatus?, to w: inout JSONWriter) {
             for (id, result) in results.sorted(by: { $0.key < $1.key }) {
                 w.beginObject()
                 w.key("tool_call_id"); w.string(id)
-                w.field("status", status)
+                w.field("status", status?.rawValue)
                 w.key("result"); w.value(result.value)
                 w.key("is_error"); w.bool(result.isError)
                 w.endObject()
@@ -185,10 +229,10 @@ public struct OpenToolCall: Sendable, Hashable {
     public var name: String
     public var kind: String
     public var arguments: JSONValue
-    /// `running`, `approved`, `awaiting_client` or `awaiting_approval`.
-    public var status: String
+    /// `running`, `approved`, `awaitingClient` or `awaitingApproval`.
+    public var status: ToolCallStatus
 
-    public var waits: Bool { status == "awaiting_client" || status == "awaiting_approval" }
+    public var waits: Bool { status.waits }
 }
 
 /// What a tool call gave back.

@@ -109,8 +109,9 @@ public final class LiveStreams: Sendable {
                 if let job = handles[id]?.jobID { stopped.append(job) }
             }
         } catch {
-            logger.warning("writing stream deltas failed; they go out with the next tick",
-                           metadata: ["streams": "\(deltas.count)", "error": "\(describeDatabaseError(error))"])
+            logger.warning(
+                "writing stream deltas failed; they go out with the next tick",
+                metadata: ["streams": "\(deltas.count)", "error": "\(describeDatabaseError(error))"])
             state.withLock { $0.buffer.putBack(deltas) }
             try? await Task.sleep(for: .milliseconds(200))
         }

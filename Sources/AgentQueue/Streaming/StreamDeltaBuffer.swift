@@ -1,5 +1,5 @@
 /// The deltas of every live stream of one worker, waiting for the next write (pure; no IO, the clock
-/// is passed in). SPEC section 6: one statement per tick writes all streams' deltas, every
+/// is passed in). One statement per tick writes all streams' deltas (README: Streaming), every
 /// `throttle` (100 ms by default) or sooner when a stream's text reaches a sentence end.
 ///
 /// Each stream's deltas get `seq` 0, 1, 2, ... without gaps, and the text of its deltas concatenates

@@ -1,6 +1,6 @@
 import Foundation
 
-/// What a tool call knows about where it runs (SPEC section 8's `ctx`).
+/// What a tool call knows about where it runs (the `ctx` of README: Tools).
 public struct ToolContext: Sendable, Hashable {
     public var userID: String?
     public var threadID: UUID?
@@ -35,7 +35,7 @@ public struct SwiftTool: Sendable {
     public var timeout: Duration
     let handler: @Sendable (JSONValue, ToolContext) async throws -> JSONValue
 
-    public init<Arguments: Decodable, Output: Encodable>(
+    public init<Arguments: Decodable & SendableMetatype, Output: Encodable & SendableMetatype>(
         name: String, description: String, parameters: JSONValue, needsApproval: Bool = false,
         timeout: Duration = .seconds(30), arguments: Arguments.Type = Arguments.self,
         _ body: @escaping @Sendable (Arguments, ToolContext) async throws -> Output
@@ -46,7 +46,7 @@ public struct SwiftTool: Sendable {
         self.needsApproval = needsApproval
         self.timeout = timeout
         handler = { args, context in
-            let decoded = try JSONDecoder().decode(Arguments.self, from: Data(args.jsonString.utf8))
+            let decoded: Arguments = try JSONDecoder().decode(Arguments.self, from: Data(args.jsonString.utf8))
             let output = try await body(decoded, context)
             return try JSONValue.parse(String(decoding: try JSONEncoder().encode(output), as: UTF8.self))
         }

@@ -18,8 +18,9 @@ public struct ToolCaller: Sendable {
 
     /// The allow-list in `AGENTQ_HTTP_TOOL_HOSTS` (comma-separated).
     public static func allowedHosts(from environment: [String: String] = ProcessInfo.processInfo.environment) -> Set<String> {
-        Set((environment["AGENTQ_HTTP_TOOL_HOSTS"] ?? "").split(separator: ",")
-            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
+        Set(
+            (environment["AGENTQ_HTTP_TOOL_HOSTS"] ?? "").split(separator: ",")
+                .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
     }
 
     public func run(_ tool: ToolDefinition, arguments: JSONValue, context: ToolContext) async -> ToolResult {
@@ -29,7 +30,8 @@ public struct ToolCaller: Sendable {
                     switch tool.kind {
                     case .http(let url): return try await post(url, tool: tool, arguments: arguments, context: context)
                     case .swift(let swift): return ToolResult(value: try await swift.handler(arguments, context), isError: false)
-                    case .sql, .client: return ToolResult(value: ToolStepPlan.errorResult("\(tool.kindName) tools do not run here"), isError: true)
+                    case .sql, .client:
+                        return ToolResult(value: ToolStepPlan.errorResult("\(tool.kindName) tools do not run here"), isError: true)
                     }
                 }
                 group.addTask {
@@ -40,7 +42,7 @@ public struct ToolCaller: Sendable {
                 return try await group.next()!
             }
         } catch let error as HTTPClientError where [.deadlineExceeded, .readTimeout, .connectTimeout].contains(error) {
-            return Self.timedOut(tool)   // the HTTP client's deadline (the same timeout) can fire first
+            return Self.timedOut(tool)  // the HTTP client's deadline (the same timeout) can fire first
         } catch is CancellationError {
             return ToolResult(value: ToolStepPlan.errorResult("tool \"\(tool.name)\" was cancelled"), isError: true)
         } catch {
@@ -63,8 +65,9 @@ public struct ToolCaller: Sendable {
     private func post(_ target: String, tool: ToolDefinition, arguments: JSONValue, context: ToolContext) async throws -> ToolResult {
         guard let url = URL(string: target), allows(url) else {
             let host = URL(string: target)?.host ?? target
-            return ToolResult(value: ToolStepPlan.errorResult("host \(host) is not on AGENTQ_HTTP_TOOL_HOSTS; the call was not made"),
-                              isError: true)
+            return ToolResult(
+                value: ToolStepPlan.errorResult("host \(host) is not on AGENTQ_HTTP_TOOL_HOSTS; the call was not made"),
+                isError: true)
         }
         var request = HTTPClientRequest(url: target)
         request.method = .POST

@@ -20,8 +20,10 @@ public struct ToolDefinition: Sendable {
     /// HTTP tools: the largest response body read.
     public var maxResponseBytes: Int
 
-    public init(name: String, description: String, parameters: JSONValue, kind: Kind, needsApproval: Bool = false,
-                timeout: Duration = .seconds(10), maxResponseBytes: Int = 1 << 20) {
+    public init(
+        name: String, description: String, parameters: JSONValue, kind: Kind, needsApproval: Bool = false,
+        timeout: Duration = .seconds(10), maxResponseBytes: Int = 1 << 20
+    ) {
         self.name = name
         self.description = description
         self.parameters = parameters
@@ -33,8 +35,9 @@ public struct ToolDefinition: Sendable {
 
     /// From a Swift tool.
     public init(_ tool: SwiftTool) {
-        self.init(name: tool.name, description: tool.description, parameters: tool.parameters, kind: .swift(tool),
-                  needsApproval: tool.needsApproval, timeout: tool.timeout)
+        self.init(
+            name: tool.name, description: tool.description, parameters: tool.parameters, kind: .swift(tool),
+            needsApproval: tool.needsApproval, timeout: tool.timeout)
     }
 
     /// The kind as stored in `agentq.tool_calls.kind`.

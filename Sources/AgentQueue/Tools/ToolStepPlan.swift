@@ -25,12 +25,12 @@ public struct ToolStepPlan: Sendable {
         public var kindName: String { tool?.kindName ?? "invalid" }
 
         /// The status its `agentq.tool_calls` row starts with.
-        public var status: String {
+        public var status: ToolCallStatus {
             switch disposition {
-            case .rejected: "done"
-            case .runInTransaction, .runAfterCommit: "running"
-            case .awaitClient: "awaiting_client"
-            case .awaitApproval: "awaiting_approval"
+            case .rejected: .done
+            case .runInTransaction, .runAfterCommit: .running
+            case .awaitClient: .awaitingClient
+            case .awaitApproval: .awaitingApproval
             }
         }
     }
@@ -42,17 +42,20 @@ public struct ToolStepPlan: Sendable {
             let parsed = try? JSONValue.parse(call.arguments.isEmpty ? "{}" : call.arguments)
             guard let tool = tools[call.name] else {
                 let known = tools.keys.sorted().joined(separator: ", ")
-                return Call(id: call.id, name: call.name, arguments: parsed ?? .object([:]), tool: nil,
-                            disposition: .rejected("unknown tool \"\(call.name)\" (tools: \(known))"))
+                return Call(
+                    id: call.id, name: call.name, arguments: parsed ?? .object([:]), tool: nil,
+                    disposition: .rejected("unknown tool \"\(call.name)\" (tools: \(known))"))
             }
             guard let arguments = parsed else {
-                return Call(id: call.id, name: call.name, arguments: .object([:]), tool: tool,
-                            disposition: .rejected("the arguments are not JSON: \(call.arguments.prefix(200))"))
+                return Call(
+                    id: call.id, name: call.name, arguments: .object([:]), tool: tool,
+                    disposition: .rejected("the arguments are not JSON: \(call.arguments.prefix(200))"))
             }
             let problems = JSONSchemaValidator(schema: tool.parameters).problems(in: arguments)
             if !problems.isEmpty {
-                return Call(id: call.id, name: call.name, arguments: arguments, tool: tool,
-                            disposition: .rejected("invalid arguments: " + problems.prefix(5).joined(separator: "; ")))
+                return Call(
+                    id: call.id, name: call.name, arguments: arguments, tool: tool,
+                    disposition: .rejected("invalid arguments: " + problems.prefix(5).joined(separator: "; ")))
             }
             let disposition: Disposition
             switch tool.kind {

@@ -28,20 +28,23 @@ import Testing
             let first: Int64 = try await client.scalar("SELECT agentq.generate(\(thread), 'one')")
             let second: Int64 = try await client.scalar("SELECT agentq.generate(\(thread), 'two')")
             #expect(try await claim(client) == [first])
-            try await client.run("""
+            try await client.run(
+                """
                 SELECT * FROM agentq.finish_jobs('w', jsonb_build_array(jsonb_build_object(
                     'job_id', \(first), 'attempt', 1, 'outcome', 'failed', 'error', 'provider down')))
                 """)
-            #expect(try await claim(client) == [second])   // the next job of the thread runs
+            #expect(try await claim(client) == [second])  // the next job of the thread runs
             #expect(try await client.scalar("SELECT agentq.requeue_failed(\(first))") == true)
             let (status, blocked, attempt): (String, Bool, Int) = try await client.rows(
-                "SELECT status, blocked, attempt FROM agentq.jobs WHERE id = \(first)", as: (String, Bool, Int).self).first!
+                "SELECT status, blocked, attempt FROM agentq.jobs WHERE id = \(first)", as: (String, Bool, Int).self
+            ).first!
             #expect(status == "queued" && blocked && attempt == 0, "behind the running job of its thread")
             await expectError(client, "SELECT agentq.requeue_failed(\(first))", "55000")
             await expectError(client, "SELECT agentq.requeue_failed(999999)", "P0002")
             // By filter: only the matching failures.
             let more = try await client.rows("SELECT agentq.generate(null, 'x' || g) FROM generate_series(1, 3) g", as: Int64.self)
-            try await client.run("""
+            try await client.run(
+                """
                 UPDATE agentq.jobs SET status = 'failed', last_error = 'HTTP 500', finished_at = now() WHERE id = ANY(\(more))
                 """)
             try await client.run("UPDATE agentq.jobs SET last_error = 'bad schema' WHERE id = \(more[2])")
@@ -57,15 +60,19 @@ import Testing
             let other: UUID = try await client.scalar("SELECT agentq.create_thread('bob')")
             for t in [mine, mine, also, other] { try await client.run("SELECT agentq.generate(\(t), 'hello')") }
             let running = try await claim(client)
-            #expect(running.count == 3)   // the heads of the three threads
+            #expect(running.count == 3)  // the heads of the three threads
             #expect(try await client.scalar("SELECT agentq.cancel_thread_jobs(\(mine))") == 2)
-            #expect(try await client.scalar("""
-                SELECT string_agg(status || '/' || cancel_requested, ',' ORDER BY id) FROM agentq.jobs WHERE thread_id = \(mine)
-                """) == "running/true,cancelled/false")
-            #expect(try await client.scalar("SELECT agentq.cancel_user_jobs('alice')") == 1)   // `also`; `mine` is done already
-            #expect(try await client.scalar("""
-                SELECT count(*)::int FROM agentq.jobs WHERE thread_id = \(other) AND status = 'running' AND NOT cancel_requested
-                """) == 1)
+            #expect(
+                try await client.scalar(
+                    """
+                    SELECT string_agg(status || '/' || cancel_requested, ',' ORDER BY id) FROM agentq.jobs WHERE thread_id = \(mine)
+                    """) == "running/true,cancelled/false")
+            #expect(try await client.scalar("SELECT agentq.cancel_user_jobs('alice')") == 1)  // `also`; `mine` is done already
+            #expect(
+                try await client.scalar(
+                    """
+                    SELECT count(*)::int FROM agentq.jobs WHERE thread_id = \(other) AND status = 'running' AND NOT cancel_requested
+                    """) == 1)
             await expectError(client, "SELECT agentq.cancel_thread_jobs(\(UUID()))", "P0002")
         }
     }
@@ -73,10 +80,12 @@ import Testing
     @Test func purgeDeletesFinishedDataOlderThanADate() async throws {
         try await TestDatabase.with("admin_purge") { client, _ in
             try await client.run("SELECT agentq.generate(null, 'p' || g) FROM generate_series(1, 3) g")
-            try await client.run("""
+            try await client.run(
+                """
                 UPDATE agentq.jobs SET status = 'succeeded', finished_at = now() - interval '10 days' WHERE id <= 2
                 """)
-            try await client.run("""
+            try await client.run(
+                """
                 INSERT INTO agentq.usage (provider, model, prompt_tokens, completion_tokens, total_tokens, at)
                 VALUES ('mock', 'scripted', 1, 1, 2, now() - interval '10 days')
                 """)

@@ -14,7 +14,8 @@ import Testing
             let thread = try await producer.createThread(logger: TestDatabase.logger)
             let follower = ThreadFollower(client: client, threadID: thread, logger: TestDatabase.logger)
             let (view, events) = try await follower.withEvents(ready: {
-                _ = try await producer.generate(threadID: thread, prompt: "[mock words=60 tps=40] a long answer", logger: TestDatabase.logger)
+                _ = try await producer.generate(
+                    threadID: thread, prompt: "[mock words=60 tps=40] a long answer", logger: TestDatabase.logger)
             }) { stream in
                 var view = ThreadView()
                 var seen: [ThreadEvent] = []
@@ -23,8 +24,9 @@ import Testing
                     seen.append(event)
                     view.apply(event)
                     if event.type == "stream.delta", event.seq == 2, !dropped {
-                        dropped = true   // cut the follower's connection mid-stream
-                        try await client.run("""
+                        dropped = true  // cut the follower's connection mid-stream
+                        try await client.run(
+                            """
                             SELECT pg_terminate_backend(pid) FROM pg_stat_activity
                              WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%agentq_thread_%'
                             """)
@@ -57,7 +59,8 @@ import Testing
             let thread = try await producer.createThread(logger: TestDatabase.logger)
             let job = try await producer.generate(threadID: thread, prompt: "[mock words=40 tps=10] later", logger: TestDatabase.logger)
             try await eventually(timeout: .seconds(20), "some deltas written") {
-                try await client.scalar("""
+                try await client.scalar(
+                    """
                     SELECT count(*)::int FROM agentq.stream_deltas d JOIN agentq.streams s ON s.id = d.stream_id WHERE s.job_id = \(job)
                     """) >= 2
             }
@@ -70,7 +73,8 @@ import Testing
                 return texts
             }
             #expect(texts.map(\.0) == Array(0..<texts.count))
-            let final: String = try await client.scalar("SELECT text FROM agentq.messages WHERE job_id = \(job) AND role = 'assistant' AND status = 'success'")
+            let final: String = try await client.scalar(
+                "SELECT text FROM agentq.messages WHERE job_id = \(job) AND role = 'assistant' AND status = 'success'")
             #expect(texts.map(\.1).joined() == final)
             worker.signal(SIGTERM)
             _ = await worker.waitForExit()

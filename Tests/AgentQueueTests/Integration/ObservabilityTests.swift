@@ -9,8 +9,12 @@ import Testing
 @Suite struct ObservabilityTests {
     @Test func metricsEndpointCountsASmallWorkloadAndLogsAreJSONLines() async throws {
         try await TestDatabase.with("observability") { client, url in
-            let worker = try WorkerProcess(url: url, arguments: ["--metrics-port", "0", "--metrics-host", "127.0.0.1",
-                                                                 "--log-format", "json", "--log-level", "info"])
+            let worker = try WorkerProcess(
+                url: url,
+                arguments: [
+                    "--metrics-port", "0", "--metrics-host", "127.0.0.1",
+                    "--log-format", "json", "--log-level", "info"
+                ])
             let served: @Sendable () -> String? = {
                 worker.log.split(separator: "\n").lazy.compactMap { try? JSONValue.parse(String($0)) }
                     .first { $0["message"]?.stringValue == "metrics served" }?["url"]?.stringValue

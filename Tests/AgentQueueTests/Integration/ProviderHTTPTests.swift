@@ -7,15 +7,21 @@ import Testing
 /// The `openai` provider against a real `agentq mock-llm` over HTTP: streamed and whole replies,
 /// embeddings, and how each fault is classified.
 @Suite struct ProviderHTTPTests {
-    static func withModel(stream: Bool = true, headerTimeout: Duration = .seconds(10),
-                          _ body: @Sendable (OpenAIModel) async throws -> Void) async throws {
+    static func withModel(
+        stream: Bool = true, headerTimeout: Duration = .seconds(10),
+        _ body: @Sendable (OpenAIModel) async throws -> Void
+    ) async throws {
         let mock = try await MockLLMProcess()
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .seconds(5), read: .seconds(5))
         let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
         do {
-            try await body(OpenAIModel(http: http, endpoint: .init(baseURL: mock.baseURL, apiKeyEnv: "AGENTQ_TEST_NO_SUCH_KEY",
-                                                                   stream: stream, headerTimeout: headerTimeout)))
+            try await body(
+                OpenAIModel(
+                    http: http,
+                    endpoint: .init(
+                        baseURL: mock.baseURL, apiKeyEnv: "AGENTQ_TEST_NO_SUCH_KEY",
+                        stream: stream, headerTimeout: headerTimeout)))
         } catch {
             try await http.shutdown()
             throw error
@@ -24,7 +30,7 @@ import Testing
     }
 
     static func request(_ prompt: String) -> ChatRequest {
-        ChatRequest(model: "mock", instructions: "be brief", messages: [ChatMessage(role: "user", text: prompt)], attempt: 1)
+        ChatRequest(model: "mock", instructions: "be brief", messages: [ChatMessage(role: .user, text: prompt)], attempt: 1)
     }
 
     @Test func streamedAndWholeRepliesCarryTextAndUsage() async throws {
@@ -43,7 +49,9 @@ import Testing
     @Test func toolCallsAreAssembledFromStreamedFragments() async throws {
         try await Self.withModel { model in
             var request = Self.request(#"[mock tool=weather,time args='[{"city": "Oslo"}, {"zone": "UTC"}]'] weather?"#)
-            request.tools = ["weather", "time"].map { ToolSpec(name: $0, description: nil, parameters: .object(["type": .string("object")])) }
+            request.tools = ["weather", "time"].map {
+                ToolSpec(name: $0, description: nil, parameters: .object(["type": .string("object")]))
+            }
             let reply = try await model.complete(request)
             #expect(reply.finishReason == "tool_calls")
             #expect(reply.toolCalls.map(\.name) == ["weather", "time"])
@@ -70,8 +78,8 @@ import Testing
             #expect(limited?.message.contains("HTTP 429") == true)
             let server = await failure("[mock fail=1 fault=500] b")
             #expect(server?.kind == .transient && server?.retryableCall == true)
-            let cut = await failure("[mock fail=1 fault=cut words=10 tps=50] c")   // paced: text arrives before the cut
-            #expect(cut?.kind == .transient && cut?.retryableCall == false)   // text was streamed: the job retries
+            let cut = await failure("[mock fail=1 fault=cut words=10 tps=50] c")  // paced: text arrives before the cut
+            #expect(cut?.kind == .transient && cut?.retryableCall == false)  // text was streamed: the job retries
             #expect(cut?.message.contains("cut") == true)
             let bad = await failure("[mock fail=permanent] d")
             #expect(bad?.kind == .permanent && bad?.message.contains("HTTP 400") == true)

@@ -6,9 +6,10 @@ import Testing
 /// The queue's SQL functions driven directly through JobStore: claim, fencing, order, retries.
 @Suite struct QueueTests {
     func finished(_ job: ClaimedJob, _ text: String = "ok") -> FinishItem {
-        FinishItem(jobID: job.id, attempt: job.attempt, outcome: .succeeded,
-                   result: JobResultPayload(text: text, messageIDs: [], usage: nil),
-                   messages: [NewMessage(text: text, model: "scripted", provider: "mock", usage: nil, finishReason: "stop", agentName: "default")])
+        FinishItem(
+            jobID: job.id, attempt: job.attempt, outcome: .succeeded,
+            result: JobResultPayload(text: text, messageIDs: [], usage: nil),
+            messages: [NewMessage(text: text, model: "scripted", provider: "mock", usage: nil, finishReason: "stop", agentName: "default")])
     }
 
     @Test func enqueueClaimComplete() async throws {
@@ -29,9 +30,11 @@ import Testing
 
     @Test func theClaimUsesItsPartialIndex() async throws {
         try await TestDatabase.with("queue_plan") { client, _ in
-            try await client.run("INSERT INTO agentq.jobs (options) SELECT jsonb_build_object('prompt', 'p' || g) FROM generate_series(1, 2000) g")
+            try await client.run(
+                "INSERT INTO agentq.jobs (options) SELECT jsonb_build_object('prompt', 'p' || g) FROM generate_series(1, 2000) g")
             try await client.run("ANALYZE agentq.jobs")
-            let rows = try await client.rows("""
+            let rows = try await client.rows(
+                """
                 EXPLAIN WITH c AS (SELECT id FROM agentq.jobs WHERE status = 'queued' AND NOT blocked AND queue = 'default'
                                    AND run_at <= now() ORDER BY priority, run_at, id LIMIT 10 FOR UPDATE SKIP LOCKED)
                 UPDATE agentq.jobs j SET status = 'running' FROM c WHERE j.id = c.id
@@ -47,13 +50,13 @@ import Testing
             let old = JobStore(client: client, workerID: "old")
             let new = JobStore(client: client, workerID: "new")
             let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'hi')")
-            let first = try await old.claim(queues: ["default"], limit: 1, lease: .milliseconds(200), logger: TestDatabase.logger)
-            try await Task.sleep(for: .milliseconds(300))
+            let first = try await old.claim(queues: ["default"], limit: 1, lease: .seconds(30), logger: TestDatabase.logger)
+            try await client.run("UPDATE agentq.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = \(job)")
             // The lease expired: the next claim takes the job back and claims it again (attempt 2).
             let second = try await new.claim(queues: ["default"], limit: 1, lease: .seconds(30), logger: TestDatabase.logger)
             #expect(second.map(\.id) == [job] && second[0].attempt == 2)
             #expect(try await old.heartbeat(held: [(job, first[0].attempt)], lease: .seconds(30), logger: TestDatabase.logger).isEmpty)
-            #expect(try await new.heartbeat(held: [(job, 1)], lease: .seconds(30), logger: TestDatabase.logger).isEmpty)   // attempt-fenced
+            #expect(try await new.heartbeat(held: [(job, 1)], lease: .seconds(30), logger: TestDatabase.logger).isEmpty)  // attempt-fenced
             #expect(try await old.finish([finished(first[0], "stale")], logger: TestDatabase.logger)[job] == false)
             #expect(try await new.finish([finished(second[0], "fresh")], logger: TestDatabase.logger)[job] == true)
             #expect(try await client.scalar("SELECT string_agg(text, ',') FROM agentq.messages WHERE role = 'assistant'") == "fresh")
@@ -64,11 +67,12 @@ import Testing
         try await TestDatabase.with("queue_lease_fail") { client, _ in
             let store = JobStore(client: client, workerID: "w")
             let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'hi', options => '{\"max_attempts\": 1}')")
-            _ = try await store.claim(queues: ["default"], limit: 1, lease: .milliseconds(100), logger: TestDatabase.logger)
-            try await Task.sleep(for: .milliseconds(200))
+            _ = try await store.claim(queues: ["default"], limit: 1, lease: .seconds(30), logger: TestDatabase.logger)
+            try await client.run("UPDATE agentq.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = \(job)")
             #expect(try await client.scalar("SELECT agentq.take_back_expired()") == 1)
-            #expect(try await client.scalar("SELECT status || ':' || last_error FROM agentq.jobs WHERE id = \(job)") ==
-                    "failed:lease expired: worker w stopped heartbeating")
+            #expect(
+                try await client.scalar("SELECT status || ':' || last_error FROM agentq.jobs WHERE id = \(job)")
+                    == "failed:lease expired: worker w stopped heartbeating")
         }
     }
 
@@ -83,7 +87,7 @@ import Testing
             var order: [Int64] = []
             for _ in 0..<3 {
                 let batch = try await store.claim(queues: ["default"], limit: 10, lease: .seconds(30), logger: TestDatabase.logger)
-                #expect(batch.filter { $0.threadID == t1 }.count == 1)   // never two of one thread at once
+                #expect(batch.filter { $0.threadID == t1 }.count == 1)  // never two of one thread at once
                 order += batch.filter { $0.threadID == t1 }.map(\.id)
                 if order.count == 1 { #expect(batch.contains { $0.id == t2Job }) }
                 _ = try await store.finish(batch.map { finished($0) }, logger: TestDatabase.logger)
@@ -97,7 +101,8 @@ import Testing
             let store = JobStore(client: client, workerID: "w")
             let low: Int64 = try await client.scalar("SELECT agentq.generate(null, 'low', options => '{\"priority\": 5}')")
             let high: Int64 = try await client.scalar("SELECT agentq.generate(null, 'high', options => '{\"priority\": -5}')")
-            let later: Int64 = try await client.scalar("""
+            let later: Int64 = try await client.scalar(
+                """
                 SELECT agentq.generate(null, 'later', options => jsonb_build_object('run_at', now() + interval '1 hour'))
                 """)
             let claimed = try await store.claim(queues: ["default"], limit: 10, lease: .seconds(30), logger: TestDatabase.logger)
@@ -142,10 +147,11 @@ import Testing
             try await client.run("SELECT agentq.generate(null, 'p' || g) FROM generate_series(1, 2) g")
             let jobs = try await store.claim(queues: ["default"], limit: 2, lease: .seconds(30), logger: TestDatabase.logger)
             var bad = NewMessage(text: "x", model: "m", provider: "mock", usage: nil, finishReason: "stop", agentName: "default")
-            bad.status = "bogus"   // violates the messages status check (23514)
+            bad.status = "bogus"  // violates the messages status check (23514)
             let good = finished(jobs[0], "fine")
-            let poison = FinishItem(jobID: jobs[1].id, attempt: jobs[1].attempt, outcome: .succeeded,
-                                    result: JobResultPayload(text: "x", messageIDs: [bad.id], usage: nil), messages: [bad])
+            let poison = FinishItem(
+                jobID: jobs[1].id, attempt: jobs[1].attempt, outcome: .succeeded,
+                result: JobResultPayload(text: "x", messageIDs: [bad.id], usage: nil), messages: [bad])
             let queue = CompletionQueue(maxBatch: 10)
             async let flusher: Void = queue.runFlusher(store: store, logger: TestDatabase.logger)
             async let a = queue.submit(good)
@@ -154,7 +160,8 @@ import Testing
             queue.close()
             await flusher
             #expect(appliedGood && appliedPoison)
-            let rows = try await client.rows("SELECT status, coalesce(last_error, '') FROM agentq.jobs ORDER BY id", as: (String, String).self)
+            let rows = try await client.rows(
+                "SELECT status, coalesce(last_error, '') FROM agentq.jobs ORDER BY id", as: (String, String).self)
             #expect(rows[0].0 == "succeeded")
             #expect(rows[1].0 == "failed" && rows[1].1.contains("could not save the job's outcome"))
         }
@@ -163,7 +170,7 @@ import Testing
     @Test func pruneUnblocksAThreadLeftWithoutAHead() async throws {
         try await TestDatabase.with("queue_sweep") { client, _ in
             let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'stuck')")
-            try await client.run("UPDATE agentq.jobs SET blocked = true WHERE id = \(job)")   // what a lost race would leave
+            try await client.run("UPDATE agentq.jobs SET blocked = true WHERE id = \(job)")  // what a lost race would leave
             let pruned: String = try await client.scalar("SELECT agentq.prune(1000)::text")
             #expect(pruned.contains("\"threads_unblocked\": 1"))
             #expect(try await client.scalar("SELECT blocked FROM agentq.jobs WHERE id = \(job)") == false)
@@ -176,9 +183,14 @@ import Testing
             let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'flaky')")
             let first = try await store.claim(queues: ["default"], limit: 1, lease: .seconds(30), logger: TestDatabase.logger)
             let retryAt = Date().addingTimeInterval(3600)
-            _ = try await store.finish([FinishItem(jobID: job, attempt: first[0].attempt, outcome: .retry, error: "503",
-                                                   retryAt: retryAt)], logger: TestDatabase.logger)
-            let row = try await client.rows("""
+            _ = try await store.finish(
+                [
+                    FinishItem(
+                        jobID: job, attempt: first[0].attempt, outcome: .retry, error: "503",
+                        retryAt: retryAt)
+                ], logger: TestDatabase.logger)
+            let row = try await client.rows(
+                """
                 SELECT status, attempt, last_error, abs(extract(epoch FROM run_at) - \(retryAt.timeIntervalSince1970))::float8 < 0.01
                   FROM agentq.jobs WHERE id = \(job)
                 """, as: (String, Int, String?, Bool).self)

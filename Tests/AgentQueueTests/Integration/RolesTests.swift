@@ -3,7 +3,7 @@ import Foundation
 import PostgresNIO
 import Testing
 
-/// The roles of sql/007 and row-level security: each role connects as a login role of its own, a
+/// The roles of sql/008_roles_grants.sql and row-level security: each role connects as a login role of its own, a
 /// producer session names its user with `agentq.user_id`, and a real worker process runs as
 /// `agentq_worker`.
 @Suite struct RolesTests {
@@ -20,8 +20,9 @@ import Testing
             let (threadA, jobA): (UUID, Int64) = try await Self.session(producer, user: "A") { (a: PostgresClient) async throws in
                 let thread: UUID = try await a.scalar("SELECT agentq.create_thread(title => 'A''s')")
                 let job: Int64 = try await a.scalar("SELECT agentq.generate(\(thread), 'hello from A [mock words=6]')")
-                #expect(try await a.scalar("SELECT user_id FROM agentq.threads WHERE id = \(thread)") == "A",
-                        "new threads default to the session's user")
+                #expect(
+                    try await a.scalar("SELECT user_id FROM agentq.threads WHERE id = \(thread)") == "A",
+                    "new threads default to the session's user")
                 return (thread, job)
             }
             let (threadB, jobB): (UUID, Int64) = try await Self.session(producer, user: "B") { (b: PostgresClient) async throws in
@@ -42,21 +43,24 @@ import Testing
             #expect(await worker.waitForExit() == 0, "\(worker.log)")
             #expect(!worker.log.contains("permission denied"), "\(worker.log)")
 
-            try await owner.run("""
+            try await owner.run(
+                """
                 INSERT INTO agentq.embeddings (message_id, model, dims, thread_id, user_id, embedding)
                 SELECT id, 'test', 3, thread_id, user_id, '[1,2,3]' FROM agentq.messages WHERE thread_id = \(threadA)
                 """)
             let streamsOfA: [UUID] = try await owner.rows("SELECT id FROM agentq.streams WHERE thread_id = \(threadA)", as: UUID.self)
             let ofA = Self.rowsOfA(thread: threadA, job: jobA, streams: streamsOfA)
             for (table, condition) in ofA {
-                let rows: Int = try await owner.scalar(PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM agentq.\(table) WHERE \(condition)"))
+                let rows: Int = try await owner.scalar(
+                    PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM agentq.\(table) WHERE \(condition)"))
                 #expect(rows > 0, "A has \(table) rows")
             }
 
             try await Self.session(producer, user: "B") { (b: PostgresClient) async throws in
                 // Reads: none of A's rows, in any table, and all of B's.
                 for (table, condition) in ofA {
-                    let rows: Int = try await b.scalar(PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM agentq.\(table) WHERE \(condition)"))
+                    let rows: Int = try await b.scalar(
+                        PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM agentq.\(table) WHERE \(condition)"))
                     #expect(rows == 0, "B reads A's \(table)")
                 }
                 #expect(try await b.scalar("SELECT count(*)::int FROM agentq.messages") == 2)
@@ -75,10 +79,15 @@ import Testing
                 #expect(try await b.scalar("SELECT count(*)::int FROM agentq.list_messages(\(threadA))") == 0)
                 #expect(try await b.scalar("SELECT agentq.cancel_user_jobs('A')") == 0)
                 // Direct writes: filtered away, or refused by the policy's check.
-                #expect(try await b.scalar("WITH d AS (DELETE FROM agentq.threads WHERE id = \(threadA) RETURNING 1) SELECT count(*)::int FROM d") == 0)
-                #expect(try await b.scalar("WITH u AS (UPDATE agentq.jobs SET priority = 9 WHERE id = \(jobA) RETURNING 1) SELECT count(*)::int FROM u") == 0)
+                #expect(
+                    try await b.scalar(
+                        "WITH d AS (DELETE FROM agentq.threads WHERE id = \(threadA) RETURNING 1) SELECT count(*)::int FROM d") == 0)
+                #expect(
+                    try await b.scalar(
+                        "WITH u AS (UPDATE agentq.jobs SET priority = 9 WHERE id = \(jobA) RETURNING 1) SELECT count(*)::int FROM u") == 0)
                 await expectError(b, "INSERT INTO agentq.threads (user_id) VALUES ('A')", "42501")
-                await expectError(b, "INSERT INTO agentq.jobs (kind, user_id, options) VALUES ('generate', 'A', '{\"prompt\": \"x\"}')", "42501")
+                await expectError(
+                    b, "INSERT INTO agentq.jobs (kind, user_id, options) VALUES ('generate', 'A', '{\"prompt\": \"x\"}')", "42501")
                 // Worker and admin functions, the dashboards and raw LLM calls are not the producer's.
                 await expectError(b, "SELECT * FROM agentq.claim('me', array['default'], 10, '30 s')", "42501")
                 await expectError(b, "SELECT agentq.purge(now())", "42501")
@@ -106,8 +115,10 @@ import Testing
             try await Self.loginRole("agentq_test_reader", in: "agentq_reader", owner)
             try await owner.run("SELECT agentq.generate(null, 'x')")
             try await Self.session(Self.url(url, user: "agentq_test_reader"), user: nil) { (reader: PostgresClient) async throws in
-                for view in ["queue_stats", "active_jobs", "failed_jobs", "workers", "usage_daily", "thread_activity",
-                             "throughput_last_minute"] {
+                for view in [
+                    "queue_stats", "active_jobs", "failed_jobs", "workers", "usage_daily", "thread_activity",
+                    "throughput_last_minute"
+                ] {
                     _ = try await reader.scalar(PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM agentq.\(view)"), as: Int.self)
                 }
                 #expect(try await reader.scalar("SELECT jobs::int FROM agentq.queue_stats WHERE status = 'queued'") == 1)
@@ -146,20 +157,24 @@ import Testing
     /// and the producer cannot reach the worker's, the tool steps' or embedding management.
     @Test func noFunctionIsPublicsAndTheProducersAreNarrow() async throws {
         try await TestDatabase.with("rls_functions") { owner, _ in
-            let open = try await owner.rows("""
+            let open = try await owner.rows(
+                """
                 SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
                  WHERE n.nspname = 'agentq' AND has_function_privilege('public', p.oid, 'execute') ORDER BY 1
                 """, as: String.self)
             #expect(open.isEmpty, "executable by PUBLIC: \(open)")
-            for function in ["agentq.begin_step(text,bigint,integer,jsonb)", "agentq.embed_inputs(bigint[])",
-                             "agentq.reembed(text,uuid,text)", "agentq.delete_embeddings(text,uuid,text)",
-                             "agentq.enqueue_embed_jobs(uuid[],text,integer,boolean)"] {
+            for function in [
+                "agentq.begin_step(text,bigint,integer,jsonb)", "agentq.embed_inputs(bigint[])",
+                "agentq.reembed(text,uuid,text)", "agentq.delete_embeddings(text,uuid,text)",
+                "agentq.enqueue_embed_jobs(uuid[],text,integer,boolean)"
+            ] {
                 let allowed: Bool = try await owner.scalar(
                     "SELECT has_function_privilege('agentq_producer', \(function)::regprocedure, 'execute')")
                 #expect(!allowed, "the producer may call \(function)")
             }
             let context: Bool = try await owner.scalar(
-                "SELECT has_function_privilege('agentq_producer', 'agentq.context_messages(uuid,text,jsonb,vector)'::regprocedure, 'execute')")
+                "SELECT has_function_privilege('agentq_producer', 'agentq.context_messages(uuid,text,jsonb,vector)'::regprocedure, 'execute')"
+            )
             #expect(context)
         }
     }
@@ -167,12 +182,15 @@ import Testing
     /// Every table either has row-level security or holds no user's data (a new table must choose).
     @Test func everyTableHasADecision() async throws {
         try await TestDatabase.with("rls_tables") { owner, _ in
-            let tables = try await owner.rows("""
+            let tables = try await owner.rows(
+                """
                 SELECT c.relname, c.relrowsecurity FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE n.nspname = 'agentq' AND c.relkind IN ('r', 'p') ORDER BY 1
                 """, as: (String, Bool).self)
-            let shared: Set = ["schema_migrations", "settings", "providers", "agents", "tools", "worker_registry",
-                               "listeners", "queue_pauses"]
+            let shared: Set = [
+                "schema_migrations", "settings", "providers", "agents", "tools", "worker_registry",
+                "listeners", "queue_pauses"
+            ]
             for (table, secured) in tables {
                 #expect(secured != shared.contains(table), "\(table): row-level security \(secured ? "on" : "off")")
             }
@@ -183,12 +201,14 @@ import Testing
 
     /// A login role that is a member of `group`, made once per server (roles are cluster-wide).
     static func loginRole(_ name: String, in group: String, _ owner: PostgresClient) async throws {
-        try await owner.run(PostgresQuery(unsafeSQL: """
-            DO $$ BEGIN
-                CREATE ROLE \(name) LOGIN IN ROLE \(group);
-            EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-            END $$
-            """))
+        try await owner.run(
+            PostgresQuery(
+                unsafeSQL: """
+                    DO $$ BEGIN
+                        CREATE ROLE \(name) LOGIN IN ROLE \(group);
+                    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+                    END $$
+                    """))
     }
 
     static func url(_ url: DatabaseURL, user: String) -> DatabaseURL {
@@ -199,8 +219,10 @@ import Testing
     }
 
     /// Runs `body` on a one-connection client of that role whose session acts for `user`.
-    static func session<T: Sendable>(_ url: DatabaseURL, user: String?,
-                                     _ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
+    static func session<T: Sendable>(
+        _ url: DatabaseURL, user: String?,
+        _ body: @Sendable @escaping (PostgresClient) async throws -> T
+    ) async throws -> T {
         try await TestDatabase.withClient(url, maximumConnections: 1) { client in
             if let user { try await client.run("SELECT set_config('agentq.user_id', \(user), false)") }
             return try await body(client)
@@ -210,8 +232,10 @@ import Testing
     /// User A's rows in each table with user data, by the ids of A's thread, job and streams (literal
     /// ids: a subquery would itself be filtered by the session's policies).
     static func rowsOfA(thread: UUID, job: Int64, streams: [UUID]) -> [(String, String)] {
-        [("threads", "id = '\(thread)'"), ("messages", "thread_id = '\(thread)'"), ("jobs", "id = \(job)"),
-         ("streams", "thread_id = '\(thread)'"), ("usage", "job_id = \(job)"), ("embeddings", "thread_id = '\(thread)'"),
-         ("stream_deltas", "stream_id IN (\(streams.map { "'\($0)'" }.joined(separator: ", ")))")]
+        [
+            ("threads", "id = '\(thread)'"), ("messages", "thread_id = '\(thread)'"), ("jobs", "id = \(job)"),
+            ("streams", "thread_id = '\(thread)'"), ("usage", "job_id = \(job)"), ("embeddings", "thread_id = '\(thread)'"),
+            ("stream_deltas", "stream_id IN (\(streams.map { "'\($0)'" }.joined(separator: ", ")))")
+        ]
     }
 }

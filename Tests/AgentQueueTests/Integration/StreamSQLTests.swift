@@ -13,23 +13,25 @@ import Testing
             let claimed = try await jobs.claim(queues: ["default"], limit: 1, lease: .seconds(30), logger: TestDatabase.logger)
             let opening = StreamStore.Opening(jobID: job, attempt: claimed[0].attempt, model: "m", provider: "mock")
             #expect(try await streams.open([opening], logger: TestDatabase.logger) == [opening.streamID])
-            #expect(try await client.scalar("SELECT status || ' ' || ord || '/' || step FROM agentq.messages WHERE id = \(opening.messageID)") == "pending 0/1")
+            #expect(
+                try await client.scalar("SELECT status || ' ' || ord || '/' || step FROM agentq.messages WHERE id = \(opening.messageID)")
+                    == "pending 0/1")
 
             let sid = opening.streamID
             var r = try await streams.write([.init(streamID: sid, attempt: 1, seq: 0, text: "Hel")], logger: TestDatabase.logger)
             #expect(r[sid]! == (true, false))
             r = try await streams.write([.init(streamID: sid, attempt: 1, seq: 2, text: "gap")], logger: TestDatabase.logger)
-            #expect(r[sid]! == (false, true))                          // a gap is refused
+            #expect(r[sid]! == (false, true))  // a gap is refused
             let stale = StreamStore(client: client, workerID: "other")
             r = try await stale.write([.init(streamID: sid, attempt: 1, seq: 1, text: "stale")], logger: TestDatabase.logger)
-            #expect(r[sid]! == (false, true))                          // fenced: not this worker's job
+            #expect(r[sid]! == (false, true))  // fenced: not this worker's job
             r = try await streams.write([.init(streamID: sid, attempt: 1, seq: 1, text: "lo")], logger: TestDatabase.logger)
             #expect(r[sid]! == (true, false))
             #expect(try await client.scalar("SELECT string_agg(text, '' ORDER BY seq) FROM agentq.stream_deltas") == "Hello")
 
             #expect(try await client.scalar("SELECT agentq.cancel(\(job))") == false)
             r = try await streams.write([.init(streamID: sid, attempt: 1, seq: 2, text: "!")], logger: TestDatabase.logger)
-            #expect(r[sid]! == (true, true))                           // written, and the worker must stop now
+            #expect(r[sid]! == (true, true))  // written, and the worker must stop now
         }
     }
 
@@ -45,8 +47,9 @@ import Testing
             let channel: String = try await client.scalar("SELECT agentq.thread_channel(\(thread))")
             let seen = try await client.withConnection { conn in
                 try await conn.listen(on: channel) { events -> ThreadEvent? in
-                    let r = try await streams.write(openings.map { .init(streamID: $0.streamID, attempt: 1, seq: 0, text: "hi") },
-                                                    logger: TestDatabase.logger)
+                    let r = try await streams.write(
+                        openings.map { .init(streamID: $0.streamID, attempt: 1, seq: 0, text: "hi") },
+                        logger: TestDatabase.logger)
                     #expect(r.values.allSatisfy { $0.written && !$0.stop })
                     for try await note in events {
                         if let e = ThreadEvent.parse(note.payload), e.type == "stream.delta" { return e }
@@ -68,31 +71,39 @@ import Testing
             let (done, live) = (claimed[0], claimed[1])
             let openings = [done, live].map { StreamStore.Opening(jobID: $0.id, attempt: $0.attempt, model: "m", provider: "mock") }
             _ = try await streams.open(openings, logger: TestDatabase.logger)
-            _ = try await streams.write(openings.map { .init(streamID: $0.streamID, attempt: 1, seq: 0, text: "Hel") },
-                                        logger: TestDatabase.logger)
-            let message = NewMessage(id: openings[0].messageID, text: "Hello", model: "m", provider: "mock",
-                                     usage: TokenUsage(promptTokens: 1, completionTokens: 1), finishReason: "stop", agentName: "default")
-            let item = FinishItem(jobID: done.id, attempt: done.attempt, outcome: .succeeded,
-                                  result: JobResultPayload(text: "Hello", messageIDs: [message.id], usage: nil), messages: [message],
-                                  stream: .init(streamID: openings[0].streamID, seq: 1, delta: "lo"))
+            _ = try await streams.write(
+                openings.map { .init(streamID: $0.streamID, attempt: 1, seq: 0, text: "Hel") },
+                logger: TestDatabase.logger)
+            let message = NewMessage(
+                id: openings[0].messageID, text: "Hello", model: "m", provider: "mock",
+                usage: TokenUsage(promptTokens: 1, completionTokens: 1), finishReason: "stop", agentName: "default")
+            let item = FinishItem(
+                jobID: done.id, attempt: done.attempt, outcome: .succeeded,
+                result: JobResultPayload(text: "Hello", messageIDs: [message.id], usage: nil), messages: [message],
+                stream: .init(streamID: openings[0].streamID, seq: 1, delta: "lo"))
             #expect(try await jobs.finish([item], logger: TestDatabase.logger)[done.id] == true)
             // The pending message became the reply (same id, no second row), the last delta landed, the stream ended.
-            let rows = try await client.rows("""
+            let rows = try await client.rows(
+                """
                 SELECT id, status, text FROM agentq.messages WHERE job_id = \(done.id) AND role = 'assistant'
                 """, as: (UUID, String, String).self)
             #expect(rows.count == 1 && rows[0].0 == message.id && rows[0].1 == "success" && rows[0].2 == "Hello")
-            #expect(try await client.scalar("SELECT status || ' ' || last_seq FROM agentq.streams WHERE id = \(openings[0].streamID)")
+            #expect(
+                try await client.scalar("SELECT status || ' ' || last_seq FROM agentq.streams WHERE id = \(openings[0].streamID)")
                     == "finished 1")
-            #expect(try await client.scalar("""
-                SELECT string_agg(text, '' ORDER BY seq) FROM agentq.stream_deltas WHERE stream_id = \(openings[0].streamID)
-                """) == "Hello")
+            #expect(
+                try await client.scalar(
+                    """
+                    SELECT string_agg(text, '' ORDER BY seq) FROM agentq.stream_deltas WHERE stream_id = \(openings[0].streamID)
+                    """) == "Hello")
             // Past delta_retention, an ended stream's deltas go; a live stream's stay.
             try await client.run("UPDATE agentq.streams SET updated_at = now() - interval '2 days'")
             let pruned: String = try await client.scalar("SELECT agentq.prune(1000)::text")
             #expect(pruned.contains("\"deltas\": 2"))
-            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.stream_deltas WHERE stream_id = \(openings[1].streamID)") == 1)
-            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.stream_deltas WHERE stream_id = \(openings[0].streamID)") == 0)
+            #expect(
+                try await client.scalar("SELECT count(*)::int FROM agentq.stream_deltas WHERE stream_id = \(openings[1].streamID)") == 1)
+            #expect(
+                try await client.scalar("SELECT count(*)::int FROM agentq.stream_deltas WHERE stream_id = \(openings[0].streamID)") == 0)
         }
     }
 }
-

@@ -7,9 +7,11 @@ import Testing
 /// over HTTP through the `openai` provider, on the real database.
 @Suite struct StreamedGenerationTests {
     /// Listens to a thread, runs `start`, and returns the events until the job's end (or `until`).
-    static func events(_ client: PostgresClient, thread: UUID, timeout: Duration = .seconds(60),
-                       until: @Sendable @escaping (ThreadEvent) -> Bool = { $0.isJobFinal },
-                       _ start: @Sendable @escaping () async throws -> Void) async throws -> [ThreadEvent] {
+    static func events(
+        _ client: PostgresClient, thread: UUID, timeout: Duration = .seconds(60),
+        until: @Sendable @escaping (ThreadEvent) -> Bool = { $0.isJobFinal },
+        _ start: @Sendable @escaping () async throws -> Void
+    ) async throws -> [ThreadEvent] {
         let channel: String = try await client.scalar("SELECT agentq.thread_channel(\(thread))")
         return try await client.withConnection { conn in
             return try await conn.listen(on: channel) { notes in
@@ -27,7 +29,9 @@ import Testing
                         }
                         return seen
                     }
-                    group.addTask { try await Task.sleep(for: timeout); return nil }
+                    group.addTask {
+                        try await Task.sleep(for: timeout); return nil
+                    }
                     defer { group.cancelAll() }
                     guard let seen = try await group.next() ?? nil else { throw TestFailure("events: timed out") }
                     return seen
@@ -54,21 +58,26 @@ import Testing
             #expect(started < types.firstIndex(of: "stream.delta")! && finished > types.lastIndex(of: "stream.delta")!)
             #expect(types.firstIndex(of: "message.updated")! < types.firstIndex(of: "job.succeeded")!)
             let streamed = deltas.map { $0.text ?? "" }.joined()
-            let (text, status): (String, String) = try await client.rows("""
+            let (text, status): (String, String) = try await client.rows(
+                """
                 SELECT text, status FROM agentq.messages WHERE thread_id = \(thread) AND role = 'assistant'
-                """, as: (String, String).self).first!
+                """, as: (String, String).self
+            ).first!
             #expect(status == "success")
             #expect(streamed == text)
             #expect(MockPlan.words(text) == 60)
-            let stored: String = try await client.scalar("""
+            let stored: String = try await client.scalar(
+                """
                 SELECT string_agg(d.text, '' ORDER BY d.seq) FROM agentq.stream_deltas d
                   JOIN agentq.streams s ON s.id = d.stream_id WHERE s.thread_id = \(thread) AND s.status = 'finished'
                 """)
             #expect(stored == text)
-            #expect(try await client.scalar("""
-                SELECT count(*)::int FROM agentq.usage WHERE thread_id = \(thread) AND provider = 'http'
-                   AND completion_tokens = 60 AND raw IS NULL AND message_id IS NOT NULL
-                """) == 1)
+            #expect(
+                try await client.scalar(
+                    """
+                    SELECT count(*)::int FROM agentq.usage WHERE thread_id = \(thread) AND provider = 'http'
+                       AND completion_tokens = 60 AND raw IS NULL AND message_id IS NOT NULL
+                    """) == 1)
             worker.signal(SIGTERM)
             #expect(await worker.waitForExit() == 0)
         }
@@ -81,12 +90,14 @@ import Testing
             let worker = try WorkerProcess(url: url)
             let thread: UUID = try await client.scalar("SELECT agentq.create_thread()")
             for turn in 1...3 {
-                let job: Int64 = try await client.scalar("SELECT agentq.generate(\(thread), \("[mock reply=\"answer \(turn)\"] question \(turn)"), 'remote')")
+                let job: Int64 = try await client.scalar(
+                    "SELECT agentq.generate(\(thread), \("[mock reply=\"answer \(turn)\"] question \(turn)"), 'remote')")
                 try await eventually(timeout: .seconds(30), "turn \(turn)") {
                     try await client.scalar("SELECT status FROM agentq.jobs WHERE id = \(job)") == "succeeded"
                 }
             }
-            let request: String = try await client.scalar("""
+            let request: String = try await client.scalar(
+                """
                 SELECT request::text FROM agentq.llm_calls WHERE thread_id = \(thread) ORDER BY id DESC LIMIT 1
                 """)
             let body = try JSONValue.parse(request)
@@ -110,11 +121,14 @@ import Testing
             let mock = try await MockLLMProcess()
             try await mock.install(on: client)
             let worker = try WorkerProcess(url: url)
-            let schema = #"{"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city", "days"], "additionalProperties": false}"#
+            let schema =
+                #"{"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city", "days"], "additionalProperties": false}"#
             let thread: UUID = try await client.scalar("SELECT agentq.create_thread()")
             let good: Int64 = try await client.scalar("SELECT agentq.generate_object(\(thread), 'plan a trip', \(schema)::jsonb, 'remote')")
-            let repaired: Int64 = try await client.scalar("SELECT agentq.generate_object(\(thread), '[mock bad_json=1] plan again', \(schema)::jsonb, 'remote')")
-            let hopeless: Int64 = try await client.scalar("SELECT agentq.generate_object(\(thread), '[mock bad_json=2] plan badly', \(schema)::jsonb, 'remote')")
+            let repaired: Int64 = try await client.scalar(
+                "SELECT agentq.generate_object(\(thread), '[mock bad_json=1] plan again', \(schema)::jsonb, 'remote')")
+            let hopeless: Int64 = try await client.scalar(
+                "SELECT agentq.generate_object(\(thread), '[mock bad_json=2] plan badly', \(schema)::jsonb, 'remote')")
             try await eventually(timeout: .seconds(30), "object jobs final") {
                 try await client.scalar("SELECT count(*)::int FROM agentq.jobs WHERE finished_at IS NOT NULL") == 3
             }
@@ -125,15 +139,18 @@ import Testing
             }
             #expect(try await client.scalar("SELECT count(*)::int FROM agentq.usage WHERE job_id = \(repaired)") == 2)
             let (status, error): (String, String) = try await client.rows(
-                "SELECT status, last_error FROM agentq.jobs WHERE id = \(hopeless)", as: (String, String).self).first!
+                "SELECT status, last_error FROM agentq.jobs WHERE id = \(hopeless)", as: (String, String).self
+            ).first!
             #expect(status == "failed")
             #expect(error.contains("does not match the schema after one repair"))
             // The stream of an object holds exactly the saved JSON.
-            #expect(try await client.scalar("""
-                SELECT bool_and(m.text = (SELECT string_agg(d.text, '' ORDER BY d.seq) FROM agentq.stream_deltas d
-                                            JOIN agentq.streams s ON s.id = d.stream_id WHERE s.message_id = m.id))
-                  FROM agentq.messages m WHERE m.job_id IN (\(good), \(repaired)) AND m.status = 'success'
-                """) == true)
+            #expect(
+                try await client.scalar(
+                    """
+                    SELECT bool_and(m.text = (SELECT string_agg(d.text, '' ORDER BY d.seq) FROM agentq.stream_deltas d
+                                                JOIN agentq.streams s ON s.id = d.stream_id WHERE s.message_id = m.id))
+                      FROM agentq.messages m WHERE m.job_id IN (\(good), \(repaired)) AND m.status = 'success'
+                    """) == true)
             worker.signal(SIGTERM)
             _ = await worker.waitForExit()
         }
@@ -145,14 +162,17 @@ import Testing
             try await mock.install(on: client)
             let worker = try WorkerProcess(url: url, arguments: ["--retry-base-ms", "100"])
             let limited: Int64 = try await client.scalar(
-                "SELECT agentq.generate(agentq.create_thread(), '[mock fail=1 fault=429 retry_after=1 reply=\"after the limit\"] a', 'remote')")
-            let broken: Int64 = try await client.scalar("""
+                "SELECT agentq.generate(agentq.create_thread(), '[mock fail=1 fault=429 retry_after=1 reply=\"after the limit\"] a', 'remote')"
+            )
+            let broken: Int64 = try await client.scalar(
+                """
                 SELECT agentq.generate(agentq.create_thread(), '[mock fail=99 fault=500] b', 'remote',
                                        options => '{"max_attempts": 2, "max_retries": 1}')
                 """)
             let cut: Int64 = try await client.scalar(
                 "SELECT agentq.generate(agentq.create_thread(), '[mock fail=1 fault=cut words=40 tps=200] c', 'remote')")
-            let hung: Int64 = try await client.scalar("""
+            let hung: Int64 = try await client.scalar(
+                """
                 SELECT agentq.generate(agentq.create_thread(), '[mock fail=9 fault=hang] d', 'remote',
                                        options => '{"max_attempts": 1, "timeout_ms": 1500}')
                 """)
@@ -160,8 +180,10 @@ import Testing
                 try await client.scalar("SELECT count(*)::int FROM agentq.jobs WHERE finished_at IS NOT NULL") == 4
             }
             func job(_ id: Int64) async throws -> (String, Int, String?) {
-                try await client.rows("SELECT status, attempt, last_error FROM agentq.jobs WHERE id = \(id)",
-                                      as: (String, Int, String?).self).first!
+                try await client.rows(
+                    "SELECT status, attempt, last_error FROM agentq.jobs WHERE id = \(id)",
+                    as: (String, Int, String?).self
+                ).first!
             }
             // 429 with Retry-After: the call is repeated within the attempt, then succeeds.
             let l = try await job(limited)
@@ -176,7 +198,8 @@ import Testing
             // A cut stream: the attempt fails keeping its partial text; the retry succeeds.
             let c = try await job(cut)
             #expect(c.0 == "succeeded" && c.1 == 2)
-            let replies = try await client.rows("""
+            let replies = try await client.rows(
+                """
                 SELECT status, text FROM agentq.messages WHERE job_id = \(cut) AND role = 'assistant' ORDER BY created_at
                 """, as: (String, String).self)
             #expect(replies.map(\.0) == ["failed", "success"], "\(replies)")
@@ -207,11 +230,14 @@ import Testing
                 try await client.scalar("SELECT status FROM agentq.jobs WHERE id = \(job)") == "cancelled"
             }
             let (status, text): (String, String) = try await client.rows(
-                "SELECT status, text FROM agentq.messages WHERE job_id = \(job) AND role = 'assistant'", as: (String, String).self).first!
+                "SELECT status, text FROM agentq.messages WHERE job_id = \(job) AND role = 'assistant'", as: (String, String).self
+            ).first!
             #expect(status == "failed" && !text.isEmpty)
-            #expect(try await client.scalar("""
-                SELECT count(*)::int FROM agentq.usage WHERE job_id = \(job) AND completion_tokens > 0 AND raw->>'estimated' = 'true'
-                """) == 1)
+            #expect(
+                try await client.scalar(
+                    """
+                    SELECT count(*)::int FROM agentq.usage WHERE job_id = \(job) AND completion_tokens > 0 AND raw->>'estimated' = 'true'
+                    """) == 1)
             #expect(try await client.scalar("SELECT status FROM agentq.streams WHERE job_id = \(job)") == "aborted")
             worker.signal(SIGTERM)
             _ = await worker.waitForExit()
@@ -235,10 +261,13 @@ import Testing
                 try await client.scalar("SELECT status FROM agentq.jobs WHERE id = \(job)") == "succeeded"
             }
             #expect(try await client.scalar("SELECT attempt FROM agentq.jobs WHERE id = \(job)") == 2)
-            #expect(try await client.scalar("""
-                SELECT count(*)::int FROM agentq.messages WHERE job_id = \(job) AND role = 'assistant' AND status = 'success'
-                """) == 1)
-            let failed: String = try await client.scalar("""
+            #expect(
+                try await client.scalar(
+                    """
+                    SELECT count(*)::int FROM agentq.messages WHERE job_id = \(job) AND role = 'assistant' AND status = 'success'
+                    """) == 1)
+            let failed: String = try await client.scalar(
+                """
                 SELECT text FROM agentq.messages WHERE job_id = \(job) AND status = 'failed'
                 """)
             #expect(!failed.isEmpty, "the killed attempt's message keeps what it streamed")
@@ -253,7 +282,8 @@ extension StreamedGenerationTests {
         try await TestDatabase.with("stream_none") { client, url in
             let worker = try WorkerProcess(url: url)
             let thread: UUID = try await client.scalar("SELECT agentq.create_thread()")
-            let job: Int64 = try await client.scalar("""
+            let job: Int64 = try await client.scalar(
+                """
                 SELECT agentq.generate(\(thread), '[mock reply="unsaved"] hi', options => '{"storage": {"save_messages": "none"}}')
                 """)
             try await eventually(timeout: .seconds(20), "done") {
@@ -287,4 +317,3 @@ extension StreamedGenerationTests {
         }
     }
 }
-

@@ -10,7 +10,8 @@ import Testing
     static func install(_ client: PostgresClient, mock: MockLLMProcess) async throws {
         try await mock.install(on: client, agentOptions: #"{"log_raw": true}"#)
         try await client.run("CREATE TABLE public.orders (id serial PRIMARY KEY, item text NOT NULL, job bigint, call text)")
-        try await client.run("""
+        try await client.run(
+            """
             CREATE FUNCTION public.place_order(args jsonb, ctx jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
             DECLARE n int;
             BEGIN
@@ -21,8 +22,10 @@ import Testing
                 RETURN jsonb_build_object('order', n, 'item', args->>'item');
             END $$
             """)
-        let order = #"{"type": "object", "properties": {"item": {"type": "string"}, "sleep": {"type": "number"}}, "required": ["item"], "additionalProperties": false}"#
-        try await client.run("""
+        let order =
+            #"{"type": "object", "properties": {"item": {"type": "string"}, "sleep": {"type": "number"}}, "required": ["item"], "additionalProperties": false}"#
+        try await client.run(
+            """
             INSERT INTO agentq.tools (name, description, parameters, kind, target, options) VALUES
               ('place_order', 'Places an order', \(order)::jsonb, 'sql', 'public.place_order', '{"timeout_ms": 3000}'),
               ('approve_order', 'Places an order once a person approves', \(order)::jsonb, 'sql', 'public.place_order', '{"needs_approval": true}'),
@@ -30,7 +33,9 @@ import Testing
             """)
     }
 
-    static func withSetup(_ name: String, _ body: @Sendable @escaping (PostgresClient, DatabaseURL, MockLLMProcess) async throws -> Void) async throws {
+    static func withSetup(_ name: String, _ body: @Sendable @escaping (PostgresClient, DatabaseURL, MockLLMProcess) async throws -> Void)
+        async throws
+    {
         try await TestDatabase.with(name) { client, url in
             let mock = try await MockLLMProcess()
             try await install(client, mock: mock)
@@ -38,8 +43,10 @@ import Testing
         }
     }
 
-    static func generate(_ client: PostgresClient, _ prompt: String, tools: [String], thread: UUID? = nil,
-                         extra: String = "") async throws -> Int64 {
+    static func generate(
+        _ client: PostgresClient, _ prompt: String, tools: [String], thread: UUID? = nil,
+        extra: String = ""
+    ) async throws -> Int64 {
         let options = #"{"tools": ["# + tools.map { "\"\($0)\"" }.joined(separator: ", ") + "]" + extra + "}"
         return try await client.scalar("SELECT agentq.generate(\(thread), \(prompt), 'remote', options => \(options)::jsonb)")
     }
@@ -64,7 +71,8 @@ import Testing
             let text: String = try await client.scalar("SELECT result->>'text' FROM agentq.jobs WHERE id = \(job)")
             #expect(text == #"place_order returned: {"item":"tea","order":1}"#)
             // The second request carried the call and its result, paired.
-            let second: String = try await client.scalar("""
+            let second: String = try await client.scalar(
+                """
                 SELECT request::text FROM agentq.llm_calls WHERE job_id = \(job) ORDER BY id OFFSET 1 LIMIT 1
                 """)
             let messages = try JSONValue.parse(second)["messages"]?.arrayValue ?? []
@@ -72,7 +80,8 @@ import Testing
             #expect(messages.last?["role"]?.stringValue == "tool" && messages.last?["tool_call_id"]?.stringValue == "call_mock_1_1")
             #expect(messages.last?["content"]?.stringValue == #"{"item":"tea","order":1}"#)
             // Messages: prompt, the call (step 1), its result (step 2), the answer (step 3); the call row is done.
-            let rows = try await client.rows("""
+            let rows = try await client.rows(
+                """
                 SELECT role, tool, status FROM agentq.messages WHERE thread_id = (SELECT thread_id FROM agentq.jobs WHERE id = \(job))
                  ORDER BY ord, step
                 """, as: (String, Bool, String).self)
@@ -99,7 +108,8 @@ import Testing
                 case "before the call":
                     return try await client.scalar("SELECT count(*)::int FROM agentq.jobs WHERE id = \(job) AND status = 'running'") == 1
                 case "inside the tool":
-                    return try await client.scalar("""
+                    return try await client.scalar(
+                        """
                         SELECT count(*)::int FROM pg_stat_activity WHERE query LIKE '%run_sql_tool%' AND state = 'active' AND pid <> pg_backend_pid()
                           AND datname = current_database()
                         """) == 1
@@ -113,12 +123,16 @@ import Testing
             let rescuer = try WorkerProcess(url: url)
             try await Self.waitFor(client, job, "succeeded")
             #expect(try await client.scalar("SELECT count(*)::int FROM public.orders") == 1, "the tool ran once (\(point))")
-            #expect(try await client.scalar("""
-                SELECT count(*)::int FROM agentq.messages WHERE job_id = \(job) AND role = 'tool' AND status = 'success'
-                """) == 1)
-            #expect(try await client.scalar("""
-                SELECT count(*)::int FROM agentq.messages WHERE job_id = \(job) AND role = 'assistant' AND status = 'success' AND NOT tool
-                """) == 1)
+            #expect(
+                try await client.scalar(
+                    """
+                    SELECT count(*)::int FROM agentq.messages WHERE job_id = \(job) AND role = 'tool' AND status = 'success'
+                    """) == 1)
+            #expect(
+                try await client.scalar(
+                    """
+                    SELECT count(*)::int FROM agentq.messages WHERE job_id = \(job) AND role = 'assistant' AND status = 'success' AND NOT tool
+                    """) == 1)
             #expect(try await client.scalar("SELECT attempt FROM agentq.jobs WHERE id = \(job)") == 2)
             rescuer.signal(SIGTERM)
             #expect(await rescuer.waitForExit() == 0)
@@ -131,8 +145,9 @@ import Testing
             // A client tool: the job waits with the call in its result, then continues with the output.
             let askThread: UUID = try await client.scalar("SELECT agentq.create_thread()")
             let seen = try await StreamedGenerationTests.events(client, thread: askThread, until: { $0.type == "job.requires_action" }) {
-                _ = try await Self.generate(client, #"size? [mock tool=ask_size args='{"q": "which size?"}']"#, tools: ["ask_size"],
-                                            thread: askThread)
+                _ = try await Self.generate(
+                    client, #"size? [mock tool=ask_size args='{"q": "which size?"}']"#, tools: ["ask_size"],
+                    thread: askThread)
             }
             // The step's stream finishes before the job waits, and the event says so.
             let types = seen.map(\.type)
@@ -141,27 +156,39 @@ import Testing
             let asked: Int64 = try await client.scalar("SELECT id FROM agentq.jobs WHERE thread_id = \(askThread)")
             try await Self.waitFor(client, asked, "requires_action")
             let pending: String = try await client.scalar("SELECT (agentq.job_result(\(asked))->'pending_tool_calls')::text")
-            #expect(try JSONValue.parse(pending) == JSONValue.parse(#"[{"tool_call_id": "call_mock_1_1", "tool_name": "ask_size", "args": {"q": "which size?"}, "kind": "client"}]"#))
-            await expectError(client, "SELECT agentq.submit_tool_outputs(\(asked), '[{\"tool_call_id\": \"nope\", \"output\": 1}]')", "P0002")
+            #expect(
+                try JSONValue.parse(pending)
+                    == JSONValue.parse(
+                        #"[{"tool_call_id": "call_mock_1_1", "tool_name": "ask_size", "args": {"q": "which size?"}, "kind": "client"}]"#))
+            await expectError(
+                client, "SELECT agentq.submit_tool_outputs(\(asked), '[{\"tool_call_id\": \"nope\", \"output\": 1}]')", "P0002")
             await expectError(client, "SELECT agentq.submit_tool_outputs(\(asked), '{\"tool_call_id\": \"call_mock_1_1\"}')", "22023")
             await expectError(client, "SELECT agentq.approve_tool_call(\(asked), 'call_mock_1_1', true)", "55000")
-            try await client.run("SELECT agentq.submit_tool_outputs(\(asked), '[{\"tool_call_id\": \"call_mock_1_1\", \"output\": \"large\"}]')")
+            try await client.run(
+                "SELECT agentq.submit_tool_outputs(\(asked), '[{\"tool_call_id\": \"call_mock_1_1\", \"output\": \"large\"}]')")
             try await Self.waitFor(client, asked, "succeeded")
             #expect(try await client.scalar("SELECT result->>'text' FROM agentq.jobs WHERE id = \(asked)") == "ask_size returned: large")
-            await expectError(client, "SELECT agentq.submit_tool_outputs(\(asked), '[{\"tool_call_id\": \"call_mock_1_1\", \"output\": 1}]')", "55000")
+            await expectError(
+                client, "SELECT agentq.submit_tool_outputs(\(asked), '[{\"tool_call_id\": \"call_mock_1_1\", \"output\": 1}]')", "55000")
 
             // Two calls: the job waits until both are answered; answering one twice is refused.
-            let twice = try await Self.generate(client, #"sizes? [mock tool=ask_size,ask_size args='[{"q": "a"}, {"q": "b"}]']"#,
-                                                tools: ["ask_size"])
+            let twice = try await Self.generate(
+                client, #"sizes? [mock tool=ask_size,ask_size args='[{"q": "a"}, {"q": "b"}]']"#,
+                tools: ["ask_size"])
             try await Self.waitFor(client, twice, "requires_action")
-            try await client.run("SELECT agentq.submit_tool_outputs(\(twice), '[{\"tool_call_id\": \"call_mock_1_1\", \"output\": \"S\"}]')")
+            try await client.run(
+                "SELECT agentq.submit_tool_outputs(\(twice), '[{\"tool_call_id\": \"call_mock_1_1\", \"output\": \"S\"}]')")
             #expect(try await client.scalar("SELECT status FROM agentq.jobs WHERE id = \(twice)") == "requires_action")
-            await expectError(client, "SELECT agentq.submit_tool_outputs(\(twice), '[{\"tool_call_id\": \"call_mock_1_1\", \"output\": \"M\"}]')", "23505")
-            try await client.run("SELECT agentq.submit_tool_outputs(\(twice), '[{\"tool_call_id\": \"call_mock_1_2\", \"output\": \"L\"}]')")
+            await expectError(
+                client, "SELECT agentq.submit_tool_outputs(\(twice), '[{\"tool_call_id\": \"call_mock_1_1\", \"output\": \"M\"}]')", "23505"
+            )
+            try await client.run(
+                "SELECT agentq.submit_tool_outputs(\(twice), '[{\"tool_call_id\": \"call_mock_1_2\", \"output\": \"L\"}]')")
             try await Self.waitFor(client, twice, "succeeded")
 
             // An approved call runs; a denied one reaches the model as an error with the reason.
-            let approved = try await Self.generate(client, #"buy [mock tool=approve_order args='{"item": "cake"}']"#, tools: ["approve_order"])
+            let approved = try await Self.generate(
+                client, #"buy [mock tool=approve_order args='{"item": "cake"}']"#, tools: ["approve_order"])
             try await Self.waitFor(client, approved, "requires_action")
             #expect(try await client.scalar("SELECT count(*)::int FROM public.orders") == 0, "nothing runs before approval")
             try await client.run("SELECT agentq.approve_tool_call(\(approved), 'call_mock_1_1', true)")
@@ -173,7 +200,8 @@ import Testing
             try await Self.waitFor(client, denied, "requires_action")
             try await client.run("SELECT agentq.approve_tool_call(\(denied), 'call_mock_1_1', false, 'too expensive')")
             try await Self.waitFor(client, denied, "succeeded")
-            #expect(try await client.scalar("SELECT result->>'text' FROM agentq.jobs WHERE id = \(denied)")
+            #expect(
+                try await client.scalar("SELECT result->>'text' FROM agentq.jobs WHERE id = \(denied)")
                     == #"approve_order returned: {"error":"denied: too expensive"}"#)
             #expect(try await client.scalar("SELECT count(*)::int FROM public.orders WHERE item = 'pie'") == 0)
 
@@ -202,7 +230,7 @@ import Testing
                 (#"{"qty": 2}"#, "invalid arguments: $.item is required; $.qty is not allowed (additionalProperties is false)"),
                 (#"{"item": 7}"#, "invalid arguments: $.item must be string, got number"),
                 (#"{"item": "boom"}"#, "out of boom"),
-                (#"{"item": "slow", "sleep": 5}"#, "statement timeout"),
+                (#"{"item": "slow", "sleep": 5}"#, "statement timeout")
             ]
             for (args, expected) in cases {
                 let job = try await Self.generate(client, "buy [mock tool=place_order args='\(args)']", tools: ["place_order"])
@@ -215,13 +243,15 @@ import Testing
             // A tool the model invents, and a job naming a tool that does not exist.
             let invented = try await Self.generate(client, "x [mock tool=nope]", tools: ["place_order"], extra: "")
             try await Self.waitFor(client, invented, "succeeded")
-            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.tool_calls WHERE job_id = \(invented)") == 0,
-                    "a tool that is not offered is not called")
+            #expect(
+                try await client.scalar("SELECT count(*)::int FROM agentq.tool_calls WHERE job_id = \(invented)") == 0,
+                "a tool that is not offered is not called")
             let unknown = try await Self.generate(client, "x", tools: ["no_such_tool"])
             try await eventually(timeout: .seconds(30), "unknown tool fails") {
                 try await client.scalar("SELECT status FROM agentq.jobs WHERE id = \(unknown)") == "failed"
             }
-            #expect(try await client.scalar("SELECT last_error FROM agentq.jobs WHERE id = \(unknown)")
+            #expect(
+                try await client.scalar("SELECT last_error FROM agentq.jobs WHERE id = \(unknown)")
                     == #"unknown tool "no_such_tool" (not in agentq.tools and not registered on this worker)"#)
             worker.signal(SIGTERM)
             #expect(await worker.waitForExit() == 0)
@@ -230,45 +260,57 @@ import Testing
 
     @Test func parallelCallsPrecedenceAndMaxSteps() async throws {
         try await Self.withSetup("tools_loop") { client, url, _ in
-            try await client.run("""
+            try await client.run(
+                """
                 INSERT INTO agentq.tools (name, description, parameters, kind, target) VALUES
                   ('other', 'Another', '{"type": "object"}', 'sql', 'public.place_order'),
                   ('third', 'A third', '{"type": "object"}', 'sql', 'public.place_order')
                 """)
             let worker = try WorkerProcess(url: url)
             // Two calls in one step: both run in the step's transaction, both results follow the call.
-            let both = try await Self.generate(client, #"two [mock tool=place_order,other args='[{"item": "a"}, {"item": "b"}]']"#,
-                                               tools: ["place_order", "other"])
+            let both = try await Self.generate(
+                client, #"two [mock tool=place_order,other args='[{"item": "a"}, {"item": "b"}]']"#,
+                tools: ["place_order", "other"])
             try await Self.waitFor(client, both, "succeeded")
             #expect(try await client.scalar("SELECT string_agg(item, ',' ORDER BY item) FROM public.orders WHERE job = \(both)") == "a,b")
-            let request: String = try await client.scalar("SELECT request::text FROM agentq.llm_calls WHERE job_id = \(both) ORDER BY id DESC LIMIT 1")
+            let request: String = try await client.scalar(
+                "SELECT request::text FROM agentq.llm_calls WHERE job_id = \(both) ORDER BY id DESC LIMIT 1")
             let messages = try JSONValue.parse(request)["messages"]?.arrayValue ?? []
             #expect(messages.suffix(3).compactMap { $0["role"]?.stringValue } == ["assistant", "tool", "tool"])
             #expect(messages.suffix(2).compactMap { $0["tool_call_id"]?.stringValue } == ["call_mock_1_1", "call_mock_1_2"])
 
             // Precedence: the job's tools, else the thread's, else the agent's.
             try await client.run("UPDATE agentq.agents SET tools = '{third}' WHERE name = 'remote'")
-            let thread: UUID = try await client.scalar("""
+            let thread: UUID = try await client.scalar(
+                """
                 SELECT agentq.create_thread(metadata => '{"agent_options": {"tools": ["other"]}}')
                 """)
             func offered(_ job: Int64) async throws -> [String] {
                 try await Self.waitFor(client, job, "succeeded")
-                let r: String = try await client.scalar("SELECT request::text FROM agentq.llm_calls WHERE job_id = \(job) ORDER BY id LIMIT 1")
+                let r: String = try await client.scalar(
+                    "SELECT request::text FROM agentq.llm_calls WHERE job_id = \(job) ORDER BY id LIMIT 1")
                 return (try JSONValue.parse(r)["tools"]?.arrayValue ?? []).compactMap { $0["function"]?["name"]?.stringValue }
             }
-            #expect(try await offered(client.scalar("SELECT agentq.generate(\(thread), 'a', 'remote', options => '{\"tools\": [\"place_order\"]}')")) == ["place_order"])
+            #expect(
+                try await offered(
+                    client.scalar("SELECT agentq.generate(\(thread), 'a', 'remote', options => '{\"tools\": [\"place_order\"]}')")) == [
+                        "place_order"
+                    ])
             #expect(try await offered(client.scalar("SELECT agentq.generate(\(thread), 'b', 'remote')")) == ["other"])
             #expect(try await offered(client.scalar("SELECT agentq.generate(null, 'c', 'remote')")) == ["third"])
 
             // max_steps bounds the loop: two steps of calls, then a call offering no tools answers.
-            let looping = try await Self.generate(client, #"loop [mock tool=place_order args='{"item": "x"}' steps=10]"#,
-                                                  tools: ["place_order"], extra: #", "max_steps": 2"#)
+            let looping = try await Self.generate(
+                client, #"loop [mock tool=place_order args='{"item": "x"}' steps=10]"#,
+                tools: ["place_order"], extra: #", "max_steps": 2"#)
             try await Self.waitFor(client, looping, "succeeded")
             #expect(try await client.scalar("SELECT count(*)::int FROM agentq.tool_calls WHERE job_id = \(looping)") == 2)
             #expect(try await client.scalar("SELECT count(*)::int FROM agentq.llm_calls WHERE job_id = \(looping)") == 3)
-            #expect(try await client.scalar("""
-                SELECT request->'tools' IS NULL FROM agentq.llm_calls WHERE job_id = \(looping) ORDER BY id DESC LIMIT 1
-                """))
+            #expect(
+                try await client.scalar(
+                    """
+                    SELECT request->'tools' IS NULL FROM agentq.llm_calls WHERE job_id = \(looping) ORDER BY id DESC LIMIT 1
+                    """))
             worker.signal(SIGTERM)
             #expect(await worker.waitForExit() == 0)
         }
@@ -277,7 +319,8 @@ import Testing
     @Test func httpToolsCallAllowedHostsOnly() async throws {
         try await Self.withSetup("tools_http") { client, url, mock in
             let base = "http://127.0.0.1:\(mock.port)/tools"
-            try await client.run("""
+            try await client.run(
+                """
                 INSERT INTO agentq.tools (name, description, parameters, kind, target, options) VALUES
                   ('echo', 'Echoes', '{"type": "object"}', 'http', \(base + "/echo"), '{}'),
                   ('broken', 'Fails', '{"type": "object"}', 'http', \(base + "/status/503"), '{}'),
@@ -296,8 +339,10 @@ import Testing
             #expect(value["ctx"]?["job_id"] == .number(Double(echo)) && value["ctx"]?["tool_call_id"]?.stringValue == "call_mock_1_1")
             let before: Int = try await Self.toolRequests(mock)
             // A redirect is not followed (it could lead to a host not on the list): it is an error result.
-            for (tool, expected) in [("elsewhere", "is not on AGENTQ_HTTP_TOOL_HOSTS"), ("broken", "HTTP 503"), ("big", "over 1024 bytes"),
-                                     ("redirected", "HTTP 307"), ("slow", "timed out after")] {
+            for (tool, expected) in [
+                ("elsewhere", "is not on AGENTQ_HTTP_TOOL_HOSTS"), ("broken", "HTTP 503"), ("big", "over 1024 bytes"),
+                ("redirected", "HTTP 307"), ("slow", "timed out after")
+            ] {
                 let job = try await Self.generate(client, "t [mock tool=\(tool)]", tools: [tool])
                 try await Self.waitFor(client, job, "succeeded")
                 let text: String = try await client.scalar("SELECT result::text FROM agentq.tool_calls WHERE job_id = \(job)")
@@ -326,13 +371,18 @@ import Testing
         try await TestDatabase.with("tools_swift") { client, _ in
             let convert = SwiftTool(
                 name: "convert", description: "C to F",
-                parameters: .object(["type": .string("object"), "required": .array([.string("celsius")]),
-                                     "properties": .object(["celsius": .object(["type": .string("number")])])]),
-                arguments: Args.self) { args, context in
+                parameters: .object([
+                    "type": .string("object"), "required": .array([.string("celsius")]),
+                    "properties": .object(["celsius": .object(["type": .string("number")])])
+                ]),
+                arguments: Args.self
+            ) { args, context in
                 Out(fahrenheit: args.celsius * 9 / 5 + 32, job: context.jobID, user: context.userID)
             }
-            let failing = SwiftTool(name: "explode", description: "throws", parameters: .object(["type": .string("object")]),
-                                    arguments: [String: Int].self) { (_: [String: Int], _) -> Int in
+            let failing = SwiftTool(
+                name: "explode", description: "throws", parameters: .object(["type": .string("object")]),
+                arguments: [String: Int].self
+            ) { (_: [String: Int], _) -> Int in
                 throw TestFailure("the tool blew up")
             }
             var configuration = WorkerConfiguration()
@@ -341,20 +391,25 @@ import Testing
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await worker.run() }
                 let thread: UUID = try await client.scalar("SELECT agentq.create_thread('u7')")
-                let job: Int64 = try await client.scalar("""
+                let job: Int64 = try await client.scalar(
+                    """
                     SELECT agentq.generate(\(thread), '[mock tool=convert args=''{"celsius": 100}''] hot?', options => '{"tools": ["convert"]}')
                     """)
-                let bad: Int64 = try await client.scalar("""
+                let bad: Int64 = try await client.scalar(
+                    """
                     SELECT agentq.generate(null, '[mock tool=convert args=''{"celsius": "hot"}''] x', options => '{"tools": ["convert"]}')
                     """)
-                let boom: Int64 = try await client.scalar("""
+                let boom: Int64 = try await client.scalar(
+                    """
                     SELECT agentq.generate(null, '[mock tool=explode] x', options => '{"tools": ["explode"]}')
                     """)
                 try await eventually(timeout: .seconds(30), "jobs done") {
                     try await client.scalar("SELECT count(*)::int FROM agentq.jobs WHERE status = 'succeeded'") == 3
                 }
                 let result: String = try await client.scalar("SELECT result::text FROM agentq.tool_calls WHERE job_id = \(job)")
-                #expect(try JSONValue.parse(result) == .object(["fahrenheit": .number(212), "job": .number(Double(job)), "user": .string("u7")]))
+                #expect(
+                    try JSONValue.parse(result) == .object(["fahrenheit": .number(212), "job": .number(Double(job)), "user": .string("u7")])
+                )
                 let badText: String = try await client.scalar("SELECT result::text FROM agentq.tool_calls WHERE job_id = \(bad)")
                 #expect(badText.contains("invalid arguments: $.celsius must be number"))
                 let boomText: String = try await client.scalar("SELECT result::text FROM agentq.tool_calls WHERE job_id = \(boom)")

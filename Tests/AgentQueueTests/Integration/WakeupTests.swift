@@ -5,21 +5,20 @@ import Testing
 
 /// Wake-ups and housekeeping: NOTIFY only when a worker waits, re-LISTEN after a lost connection, pruning.
 @Suite struct WakeupTests {
-    /// Counts notifications on agentq_jobs while `body` runs (plus a short settle time).
+    /// Counts notifications on agentq_jobs while `body` runs: a marker NOTIFY sent after it ends the
+    /// count, as notifications arrive in the order their transactions committed.
     func notifications(_ client: PostgresClient, during body: @Sendable @escaping () async throws -> Void) async throws -> Int {
         try await client.withConnection { conn in
             try await conn.listen(on: "agentq_jobs") { events in
                 try await body()
-                return try await withThrowingTaskGroup(of: Int.self) { group in
-                    group.addTask {
-                        var n = 0
-                        for try await _ in events { n += 1 }
-                        return n
-                    }
-                    try await Task.sleep(for: .seconds(1))   // a loaded machine delivers late
-                    group.cancelAll()
-                    return (try? await group.next() ?? 0) ?? 0
+                let marker = "test-marker-\(UUID())"
+                try await client.run("SELECT pg_notify('agentq_jobs', \(marker))")
+                var n = 0
+                for try await event in events {
+                    if event.payload == marker { break }
+                    n += 1
                 }
+                return n
             }
         }
     }
@@ -50,13 +49,15 @@ import Testing
             try await eventually(timeout: .seconds(20), "worker waiting") {
                 try await client.scalar("SELECT count(*)::int FROM agentq.worker_registry WHERE waiting") == 1
             }
-            let killed: Int = try await client.scalar("""
+            let killed: Int = try await client.scalar(
+                """
                 SELECT count(pg_terminate_backend(pid))::int FROM pg_stat_activity
                  WHERE datname = current_database() AND query ILIKE 'LISTEN%agentq_jobs%'
                 """)
             #expect(killed == 1)
             try await eventually(timeout: .seconds(20), "listener back") {
-                try await client.scalar("""
+                try await client.scalar(
+                    """
                     SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%agentq_jobs%'
                     """) == 1
             }
@@ -74,7 +75,8 @@ import Testing
             let old: Int64 = try await client.scalar("SELECT agentq.generate(null, 'old')")
             let fresh: Int64 = try await client.scalar("SELECT agentq.generate(null, 'fresh')")
             let waiting: Int64 = try await client.scalar("SELECT agentq.generate(null, 'waiting')")
-            try await client.run("""
+            try await client.run(
+                """
                 UPDATE agentq.jobs SET status = 'succeeded', finished_at = now() - interval '8 days' WHERE id = \(old)
                 """)
             try await client.run("UPDATE agentq.jobs SET status = 'succeeded', finished_at = now() WHERE id = \(fresh)")
@@ -82,7 +84,7 @@ import Testing
             #expect(pruned.contains("\"jobs\": 1"))
             let left = try await client.rows("SELECT id FROM agentq.jobs ORDER BY id", as: Int64.self)
             #expect(left == [fresh, waiting])
-            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.messages") == 3)   // messages stay
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.messages") == 3)  // messages stay
         }
     }
 }

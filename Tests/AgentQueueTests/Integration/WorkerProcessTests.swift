@@ -7,7 +7,8 @@ import Testing
 @Suite struct WorkerProcessTests {
     @Test func fourWorkersRunTwoThousandJobsExactlyOnce() async throws {
         try await TestDatabase.with("proc_exactly_once") { client, url in
-            try await client.run("""
+            try await client.run(
+                """
                 SELECT agentq.generate(agentq.create_thread('u' || (g % 50)), 'job ' || g) FROM generate_series(1, 2000) g
                 """)
             let workers = try (0..<4).map { _ in try WorkerProcess(url: url, arguments: ["--concurrency", "16"]) }
@@ -16,12 +17,14 @@ import Testing
             }
             for w in workers { w.signal(SIGTERM) }
             #expect(try await client.scalar("SELECT count(*)::int FROM agentq.jobs WHERE attempt <> 1") == 0)
-            #expect(try await client.scalar("""
-                SELECT count(*)::int FROM (SELECT job_id FROM agentq.messages WHERE role = 'assistant' GROUP BY job_id HAVING count(*) <> 1) d
-                """) == 0)
+            #expect(
+                try await client.scalar(
+                    """
+                    SELECT count(*)::int FROM (SELECT job_id FROM agentq.messages WHERE role = 'assistant' GROUP BY job_id HAVING count(*) <> 1) d
+                    """) == 0)
             #expect(try await client.scalar("SELECT count(*)::int FROM agentq.messages WHERE role = 'assistant'") == 2000)
             #expect(try await client.scalar("SELECT count(*)::int FROM agentq.usage") == 2000)
-            #expect(try await client.scalar("SELECT count(DISTINCT worker)::int FROM agentq.jobs") == 0)   // cleared on finish
+            #expect(try await client.scalar("SELECT count(DISTINCT worker)::int FROM agentq.jobs") == 0)  // cleared on finish
             for w in workers { #expect(await w.waitForExit() == 0, "\(w.log)") }
         }
     }
@@ -41,9 +44,11 @@ import Testing
             try await eventually(timeout: .seconds(60), "all jobs done") {
                 try await client.scalar("SELECT count(*)::int FROM agentq.jobs WHERE status = 'succeeded'") == 40
             }
-            #expect(try await client.scalar("""
-                SELECT count(*)::int FROM agentq.messages WHERE role = 'assistant' AND status = 'success'
-                """) == 40)
+            #expect(
+                try await client.scalar(
+                    """
+                    SELECT count(*)::int FROM agentq.messages WHERE role = 'assistant' AND status = 'success'
+                    """) == 40)
             #expect(try await client.scalar("SELECT min(attempt)::int FROM agentq.jobs WHERE id = ANY(\(inFlight))") == 2)
             rescuer.signal(SIGTERM)
             #expect(await rescuer.waitForExit() == 0)
@@ -54,7 +59,8 @@ import Testing
         try await TestDatabase.with("proc_retry") { client, url in
             let flaky: Int64 = try await client.scalar("SELECT agentq.generate(null, '[mock fail=2 reply=\"finally\"] go')")
             let broken: Int64 = try await client.scalar("SELECT agentq.generate(null, '[mock fail=permanent] go')")
-            let hopeless: Int64 = try await client.scalar("SELECT agentq.generate(null, '[mock fail=9] go', options => '{\"max_attempts\": 3}')")
+            let hopeless: Int64 = try await client.scalar(
+                "SELECT agentq.generate(null, '[mock fail=9] go', options => '{\"max_attempts\": 3}')")
             let worker = try WorkerProcess(url: url, arguments: ["--retry-base-ms", "200"])
             try await eventually(timeout: .seconds(30), "jobs final") {
                 try await client.scalar("SELECT count(*)::int FROM agentq.jobs WHERE finished_at IS NOT NULL") == 3
@@ -147,10 +153,15 @@ import Testing
             // The prompt, the job's start, the pending reply and its stream, the last delta with the
             // final message and the stream's end in one transaction, then the job's end. (The short
             // reply is one delta, or two when a tick falls between its chunks on a loaded machine.)
-            let collapsed = types.enumerated().filter { $0.offset == 0 || !($0.element == "stream.delta" && types[$0.offset - 1] == "stream.delta") }
-                .map(\.element)
-            #expect(collapsed == ["message.created", "job.queued", "job.running", "message.created", "stream.started",
-                              "stream.delta", "message.updated", "stream.finished", "job.succeeded"])
+            let collapsed = types.enumerated().filter {
+                $0.offset == 0 || !($0.element == "stream.delta" && types[$0.offset - 1] == "stream.delta")
+            }
+            .map(\.element)
+            #expect(
+                collapsed == [
+                    "message.created", "job.queued", "job.running", "message.created", "stream.started",
+                    "stream.delta", "message.updated", "stream.finished", "job.succeeded"
+                ])
             worker.signal(SIGTERM)
             _ = await worker.waitForExit()
         }
@@ -160,7 +171,8 @@ import Testing
 extension WorkerProcessTests {
     @Test func aJobPastItsTimeBudgetIsStoppedAndRetried() async throws {
         try await TestDatabase.with("proc_timeout") { client, url in
-            let job: Int64 = try await client.scalar("""
+            let job: Int64 = try await client.scalar(
+                """
                 SELECT agentq.generate(null, '[mock delay_ms=60000] stuck', options => '{"timeout_ms": 300, "max_attempts": 2}')
                 """)
             let worker = try WorkerProcess(url: url, arguments: ["--retry-base-ms", "50"])
@@ -169,6 +181,38 @@ extension WorkerProcessTests {
             }
             #expect(try await client.scalar("SELECT last_error FROM agentq.jobs WHERE id = \(job)") == "job timed out after 0.3 seconds")
             #expect(try await client.scalar("SELECT attempt FROM agentq.jobs WHERE id = \(job)") == 2)
+            worker.signal(SIGTERM)
+            #expect(await worker.waitForExit() == 0)
+        }
+    }
+}
+
+extension WorkerProcessTests {
+    /// The budget follows the settings' precedence (job, thread, agent): a thread's
+    /// `agent_options.timeout_ms` bounds its jobs, and a job's own `timeout_ms` wins over it.
+    @Test func aThreadsTimeoutBoundsItsJobsUnlessTheJobNamesItsOwn() async throws {
+        try await TestDatabase.with("proc_thread_timeout") { client, url in
+            let thread: UUID = try await client.scalar(
+                """
+                SELECT agentq.create_thread(user_id => 'u1', metadata => '{"agent_options": {"timeout_ms": 300}}')
+                """)
+            let bounded: Int64 = try await client.scalar(
+                """
+                SELECT agentq.generate(\(thread), '[mock delay_ms=60000] stuck', options => '{"max_attempts": 1}')
+                """)
+            let worker = try WorkerProcess(url: url, arguments: ["--retry-base-ms", "50"])
+            try await eventually(timeout: .seconds(20), "the thread's budget stopped the job") {
+                try await client.scalar("SELECT status FROM agentq.jobs WHERE id = \(bounded)") == "failed"
+            }
+            #expect(
+                try await client.scalar("SELECT last_error FROM agentq.jobs WHERE id = \(bounded)") == "job timed out after 0.3 seconds")
+            let own: Int64 = try await client.scalar(
+                """
+                SELECT agentq.generate(\(thread), '[mock delay_ms=800] slow', options => '{"max_attempts": 1, "timeout_ms": 30000}')
+                """)
+            try await eventually(timeout: .seconds(20), "the job's own budget let it finish") {
+                try await client.scalar("SELECT status FROM agentq.jobs WHERE id = \(own)") == "succeeded"
+            }
             worker.signal(SIGTERM)
             #expect(await worker.waitForExit() == 0)
         }

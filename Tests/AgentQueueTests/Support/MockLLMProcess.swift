@@ -3,7 +3,7 @@ import Foundation
 import PostgresNIO
 
 /// A real `agentq mock-llm` process on a free port, so model calls go over real HTTP.
-final class MockLLMProcess: @unchecked Sendable {   // Process is used from one test task at a time
+final class MockLLMProcess: @unchecked Sendable {  // Process is used from one test task at a time
     let process = Process()
     let port: Int
 
@@ -26,10 +26,12 @@ final class MockLLMProcess: @unchecked Sendable {   // Process is used from one 
 
     /// Adds a provider `http` pointing at this server and an agent `remote` using it.
     func install(on client: PostgresClient, agentOptions: String = "{}") async throws {
-        try await client.run("""
+        try await client.run(
+            """
             INSERT INTO agentq.providers (name, kind, base_url, options) VALUES ('http', 'openai', \(baseURL), '{}')
             """)
-        try await client.run("""
+        try await client.run(
+            """
             INSERT INTO agentq.agents (name, model, instructions, options)
             VALUES ('remote', 'http:mock', 'You are a test.', \(agentOptions)::jsonb)
             """)

@@ -20,8 +20,10 @@ enum TestDatabase {
     }
 
     /// Runs `body` with a running client on a new database named after `name`; `migrate` applies sql/.
-    static func with<T: Sendable>(_ name: String, migrate: Bool = true,
-                                  _ body: @Sendable @escaping (PostgresClient, DatabaseURL) async throws -> T) async throws -> T {
+    static func with<T: Sendable>(
+        _ name: String, migrate: Bool = true,
+        _ body: @Sendable @escaping (PostgresClient, DatabaseURL) async throws -> T
+    ) async throws -> T {
         let server = try serverURL()
         let database = "aq_\(name.lowercased().filter { $0.isLetter || $0.isNumber })_\(UInt32.random(in: 0...UInt32.max))"
         // CREATE DATABASE copies template1 and refuses (55006) while another session touches it: retry.
@@ -29,7 +31,7 @@ enum TestDatabase {
             do {
                 try await admin(server) { try await $0.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(database)"), logger: logger) }
                 break
-            } catch where sqlState(of: error) == "55006" && attempt < 10 {
+            } catch  where sqlState(of: error) == "55006" && attempt < 10 {
                 try await Task.sleep(for: .milliseconds(100 * attempt))
             } catch {
                 throw TestFailure("creating \(database): \(describeDatabaseError(error))")
@@ -47,15 +49,18 @@ enum TestDatabase {
             return result
         } catch {
             try? await drop(database, server: server)
-            throw TestFailure("\(name): \(describeDatabaseError(error))")   // PSQLError's own text is redacted
+            throw TestFailure("\(name): \(describeDatabaseError(error))")  // PSQLError's own text is redacted
         }
     }
 
-    static func withClient<T: Sendable>(_ url: DatabaseURL, maximumConnections: Int = 20,
-                                        _ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
+    static func withClient<T: Sendable>(
+        _ url: DatabaseURL, maximumConnections: Int = 20,
+        _ body: @Sendable @escaping (PostgresClient) async throws -> T
+    ) async throws -> T {
         try await PostgresClient.withRunning(
-            url.clientConfiguration(applicationName: "agentq-test", statementTimeout: .seconds(60),
-                                    maximumConnections: maximumConnections),
+            url.clientConfiguration(
+                applicationName: "agentq-test", statementTimeout: .seconds(60),
+                maximumConnections: maximumConnections),
             logger: logger, body)
     }
 
@@ -78,7 +83,7 @@ extension PostgresClient {
     }
 
     /// All rows of a query, decoded.
-    func rows<each C: PostgresDecodable>(_ query: PostgresQuery, as: (repeat each C).Type) async throws -> [(repeat each C)] {
+    func rows<each C: PostgresDecodable & Sendable>(_ query: PostgresQuery, as: (repeat each C).Type) async throws -> [(repeat each C)] {
         var out: [(repeat each C)] = []
         for try await row in try await self.query(query, logger: TestDatabase.logger).decode((repeat each C).self) {
             out.append(row)
@@ -98,8 +103,10 @@ struct TestFailure: Error, CustomStringConvertible {
 }
 
 /// Polls `condition` every 50 ms until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(60), _ what: String = "condition",
-                _ condition: @Sendable () async throws -> Bool) async throws {
+func eventually(
+    timeout: Duration = .seconds(60), _ what: String = "condition",
+    _ condition: @Sendable () async throws -> Bool
+) async throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return }

@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 /// A real `agentq worker` process (the built binary), for tests that kill and signal workers.
-final class WorkerProcess: @unchecked Sendable {   // Process is used from one test task at a time
+final class WorkerProcess: @unchecked Sendable {  // Process is used from one test task at a time
     let process = Process()
     let logURL: URL
 
@@ -14,7 +14,7 @@ final class WorkerProcess: @unchecked Sendable {   // Process is used from one t
         process.arguments = ["worker", "--database-url", url.libpqURL, "--poll-ms", "100", "--log-level", "warning"] + arguments
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("agentq-worker-\(UUID()).log")
-        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let log = try FileHandle(forWritingTo: logURL)
         process.standardOutput = log
         process.standardError = log
@@ -41,7 +41,8 @@ final class WorkerProcess: @unchecked Sendable {   // Process is used from one t
 
 /// The built `agentq` binary (AGENTQ_BIN, else .build/debug/agentq).
 func agentqBinary() throws -> String {
-    let bin = try ProcessInfo.processInfo.environment["AGENTQ_BIN"]
+    let bin =
+        try ProcessInfo.processInfo.environment["AGENTQ_BIN"]
         ?? ProjectLayout.locate().root.appendingPathComponent(".build/debug/agentq").path
     guard FileManager.default.isExecutableFile(atPath: bin) else {
         throw TestFailure("agentq binary not found at \(bin): run `swift build --product agentq` (scripts/test does)")

@@ -17,7 +17,7 @@ import Testing
         #expect(backoff.delay(afterAttempt: 1, jitter: 1.499) == .milliseconds(2998))
         for _ in 0..<200 {
             let d = backoff.delay(afterAttempt: 3)
-            #expect(d >= .seconds(4) && d <= .seconds(12))   // [4, 12) before rounding to milliseconds
+            #expect(d >= .seconds(4) && d <= .seconds(12))  // [4, 12) before rounding to milliseconds
         }
     }
 }

@@ -5,7 +5,7 @@ import Testing
     @Test func firstClaimAsksForEverySlot() {
         var s = ClaimScheduler(concurrency: 8)
         #expect(s.nextClaimSize() == 8)
-        #expect(s.nextClaimSize() == 0)   // nothing new happened
+        #expect(s.nextClaimSize() == 0)  // nothing new happened
     }
 
     @Test func aShortClaimMarksWaitingAndClaimsOnceMore() {
@@ -13,9 +13,9 @@ import Testing
         #expect(s.nextClaimSize() == 8)
         s.claimed(3, asked: 8)
         #expect(s.waiting)
-        #expect(s.nextClaimSize() == 5)    // the once-more claim that closes the race with enqueuers
+        #expect(s.nextClaimSize() == 5)  // the once-more claim that closes the race with enqueuers
         s.claimed(0, asked: 5)
-        #expect(s.nextClaimSize() == 0)    // now it sleeps until a wake-up
+        #expect(s.nextClaimSize() == 0)  // now it sleeps until a wake-up
         s.note(.wake)
         #expect(s.nextClaimSize() == 5)
     }
@@ -23,11 +23,11 @@ import Testing
     @Test func freedSlotsClaimEvenAfterAShortClaim() {
         var s = ClaimScheduler(concurrency: 2)
         _ = s.nextClaimSize()
-        s.claimed(1, asked: 2)             // short: waiting, one more claim due
+        s.claimed(1, asked: 2)  // short: waiting, one more claim due
         #expect(s.nextClaimSize() == 1)
         s.claimed(0, asked: 1)
-        #expect(s.nextClaimSize() == 0)    // asleep until something happens
-        s.note(.slotsFreed(1))             // the finished job may have unblocked its thread's next job
+        #expect(s.nextClaimSize() == 0)  // asleep until something happens
+        s.note(.slotsFreed(1))  // the finished job may have unblocked its thread's next job
         #expect(s.nextClaimSize() == 2)
         #expect(s.inHand == 0)
     }

@@ -14,9 +14,9 @@ import Testing
         var b = CompletionBuffer<Int>(maxBatch: 10)
         _ = b.append(0)
         #expect(b.takeBatch() == [0])
-        #expect(b.append(1) == false)       // a flush is in flight: no extra wake-up
+        #expect(b.append(1) == false)  // a flush is in flight: no extra wake-up
         #expect(b.append(2) == false)
-        #expect(b.takeBatch() == nil)       // single flight
+        #expect(b.takeBatch() == nil)  // single flight
         let more = b.flushEnded()
         #expect(more)
         #expect(b.takeBatch() == [1, 2])

@@ -1,15 +1,19 @@
-@testable import AgentQueue
 import Foundation
 import Testing
 
+@testable import AgentQueue
+
 @Suite struct OpenAIWireTests {
     @Test func requestCarriesContextSchemaToolsAndStreamUsage() throws {
-        let request = ChatRequest(model: "gpt-x", instructions: "be brief",
-                                  messages: [ChatMessage(role: "user", text: "hi"),
-                                             ChatMessage(role: "assistant", text: "", toolCalls: [AssembledToolCall(id: "c1", name: "f", arguments: "{}")]),
-                                             ChatMessage(role: "tool", text: "42", toolCallID: "c1")],
-                                  attempt: 1, temperature: 0.5, responseSchema: .object(["type": .string("object")]),
-                                  tools: [ToolSpec(name: "f", description: "does f", parameters: .object([:]))])
+        let request = ChatRequest(
+            model: "gpt-x", instructions: "be brief",
+            messages: [
+                ChatMessage(role: .user, text: "hi"),
+                ChatMessage(role: .assistant, text: "", toolCalls: [AssembledToolCall(id: "c1", name: "f", arguments: "{}")]),
+                ChatMessage(role: .tool, text: "42", toolCallID: "c1")
+            ],
+            attempt: 1, temperature: 0.5, responseSchema: .object(["type": .string("object")]),
+            tools: [ToolSpec(name: "f", description: "does f", parameters: .object([:]))])
         let body = try JSONValue.parse(OpenAIWire.requestBody(request, stream: true, includeUsage: true))
         #expect(body["model"] == .string("gpt-x"))
         #expect(body["stream_options"]?["include_usage"] == .bool(true))
@@ -35,16 +39,20 @@ import Testing
             assembler.add(index: f.index, id: f.id, name: f.name, argumentsFragment: f.arguments)
         }
         #expect(try assembler.calls() == [call])
-        let usage = try OpenAIWire.parseChunk(OpenAIWire.chunkJSON(id: "a", model: "m", created: 1,
-                                                                   usage: TokenUsage(promptTokens: 3, completionTokens: 4), noChoices: true))
+        let usage = try OpenAIWire.parseChunk(
+            OpenAIWire.chunkJSON(
+                id: "a", model: "m", created: 1,
+                usage: TokenUsage(promptTokens: 3, completionTokens: 4), noChoices: true))
         #expect(usage.usage == TokenUsage(promptTokens: 3, completionTokens: 4))
         #expect(try OpenAIWire.parseChunk(#"{"error": {"message": "overloaded"}}"#).error == "overloaded")
         #expect(throws: GenerationError.self) { try OpenAIWire.parseChunk("not json") }
     }
 
     @Test func wholeCompletionsEmbeddingsErrorsAndRetryAfter() throws {
-        let reply = try OpenAIWire.parseCompletion(OpenAIWire.completionJSON(
-            id: "x", model: "m", created: 1, text: "done", toolCalls: [], finishReason: "stop", usage: TokenUsage(promptTokens: 1, completionTokens: 1)))
+        let reply = try OpenAIWire.parseCompletion(
+            OpenAIWire.completionJSON(
+                id: "x", model: "m", created: 1, text: "done", toolCalls: [], finishReason: "stop",
+                usage: TokenUsage(promptTokens: 1, completionTokens: 1)))
         #expect(reply.text == "done" && reply.usage?.totalTokens == 2)
         let embedded = try OpenAIWire.parseEmbeddings(OpenAIWire.embeddingsJSON(model: "e", vectors: [[1, 0], [0, 1]], promptTokens: 2))
         #expect(embedded.vectors == [[1, 0], [0, 1]] && embedded.promptTokens == 2)
@@ -52,14 +60,15 @@ import Testing
         #expect(OpenAIWire.retryAfter("2") == .seconds(2))
         #expect(OpenAIWire.retryAfter("0.5") == .milliseconds(500))
         let now = Date(timeIntervalSince1970: 1_000_000)
-        let later = OpenAIWire.retryAfter("Mon, 12 Jan 1970 13:46:50 GMT", now: now)   // 10 s after `now`
+        let later = OpenAIWire.retryAfter("Mon, 12 Jan 1970 13:46:50 GMT", now: now)  // 10 s after `now`
         #expect(later == .seconds(10))
         #expect(OpenAIWire.retryAfter("soon") == nil)
     }
 }
 
 @Suite struct JSONSchemaValidatorTests {
-    static let schema = try! JSONValue.parse("""
+    static let schema = try! JSONValue.parse(
+        """
         {"type": "object", "required": ["name", "tags"], "additionalProperties": false,
          "properties": {"name": {"type": "string", "minLength": 2}, "age": {"type": "integer", "minimum": 0},
                         "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 2},
@@ -84,7 +93,8 @@ import Testing
     }
 
     @Test func boundsAndPatternsAreChecked() throws {
-        let schema = try JSONValue.parse("""
+        let schema = try JSONValue.parse(
+            """
             {"type": "object", "properties": {
               "n": {"type": "number", "minimum": 1, "maximum": 10},
               "x": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
@@ -109,8 +119,9 @@ import Testing
 
 @Suite struct MockPlanTests {
     func request(_ prompt: String, schema: JSONValue? = nil, extra: [ChatMessage] = []) -> ChatRequest {
-        ChatRequest(model: "m", instructions: "sys", messages: [ChatMessage(role: "user", text: prompt)] + extra, attempt: 1,
-                    responseSchema: schema)
+        ChatRequest(
+            model: "m", instructions: "sys", messages: [ChatMessage(role: .user, text: prompt)] + extra, attempt: 1,
+            responseSchema: schema)
     }
 
     @Test func faultsCountCallsThenAnswer() throws {
@@ -118,7 +129,7 @@ import Testing
         #expect(try MockPlan(for: r, callNumber: 1).action == .fail(.rateLimited, retryAfterSeconds: 3))
         let ok = try MockPlan(for: r, callNumber: 3)
         #expect(ok.action == .answer && ok.chunks == ["alpha ", "bravo ", "charlie ", "delta"] && ok.chunkInterval == .milliseconds(100))
-        #expect(ok.usage == TokenUsage(promptTokens: 8, completionTokens: 4))   // the words sent, directives included
+        #expect(ok.usage == TokenUsage(promptTokens: 8, completionTokens: 4))  // the words sent, directives included
         #expect(try MockPlan(for: request("[mock fail=1 fault=cut] x"), callNumber: 1).action == .fail(.cut, retryAfterSeconds: 0))
     }
 
@@ -131,9 +142,12 @@ import Testing
             Issue.record("no tool call"); return
         }
         #expect(calls.count == 1 && call.name == "lookup" && call.arguments == #"{"q": 1}"# && call.id == "call_mock_1_1")
-        var after = request(#"[mock tool=lookup args='{"q": 1}'] find"#,
-                            extra: [ChatMessage(role: "assistant", text: "", toolCalls: [call]),
-                                    ChatMessage(role: "tool", text: "found it", toolCallID: call.id)])
+        var after = request(
+            #"[mock tool=lookup args='{"q": 1}'] find"#,
+            extra: [
+                ChatMessage(role: .assistant, text: "", toolCalls: [call]),
+                ChatMessage(role: .tool, text: "found it", toolCallID: call.id)
+            ])
         after.tools = tools
         let plan = try MockPlan(for: after, callNumber: 2)
         #expect(plan.action == .answer && plan.text == "lookup returned: found it")
@@ -144,12 +158,14 @@ import Testing
         r.tools = ["a", "b"].map { ToolSpec(name: $0, description: nil, parameters: .object([:])) }
         guard case .toolCalls(let first) = try MockPlan(for: r, callNumber: 1).action else { Issue.record("no calls"); return }
         #expect(first.map(\.name) == ["a", "b"] && first.map(\.arguments) == [#"{"x":1}"#, #"{"y":2}"#])
-        r.messages += [ChatMessage(role: "assistant", text: "", toolCalls: first)]
-            + first.map { ChatMessage(role: "tool", text: "r-\($0.name)", toolCallID: $0.id) }
+        r.messages +=
+            [ChatMessage(role: .assistant, text: "", toolCalls: first)]
+            + first.map { ChatMessage(role: .tool, text: "r-\($0.name)", toolCallID: $0.id) }
         guard case .toolCalls(let second) = try MockPlan(for: r, callNumber: 1).action else { Issue.record("no step 2"); return }
         #expect(second.map(\.id) == ["call_mock_2_1", "call_mock_2_2"])
-        r.messages += [ChatMessage(role: "assistant", text: "", toolCalls: second)]
-            + second.map { ChatMessage(role: "tool", text: "s-\($0.name)", toolCallID: $0.id) }
+        r.messages +=
+            [ChatMessage(role: .assistant, text: "", toolCalls: second)]
+            + second.map { ChatMessage(role: .tool, text: "s-\($0.name)", toolCallID: $0.id) }
         #expect(try MockPlan(for: r, callNumber: 1).text == "a returned: s-a; b returned: s-b")
     }
 
@@ -158,9 +174,12 @@ import Testing
         #expect(try MockPlan(for: request("x", schema: schema), callNumber: 1).text == #"{"n":1}"#)
         let bad = request("[mock bad_json=1] x", schema: schema)
         #expect(try MockPlan(for: bad, callNumber: 1).text.hasPrefix("not json"))
-        let repair = request("[mock bad_json=1] x", schema: schema,
-                             extra: [ChatMessage(role: "assistant", text: "not json"),
-                                     ChatMessage(role: "user", text: JobRunner.repairPrefix + ": fix it")])
+        let repair = request(
+            "[mock bad_json=1] x", schema: schema,
+            extra: [
+                ChatMessage(role: .assistant, text: "not json"),
+                ChatMessage(role: .user, text: Generator.repairPrefix + ": fix it")
+            ])
         #expect(MockPlan.repairRounds(in: repair.messages) == 1)
         #expect(try MockPlan(for: repair, callNumber: 2).text == #"{"n":1}"#)
     }
@@ -170,14 +189,15 @@ import Testing
     @Test func deltasGrowThePendingMessageOnceEachInOrderThenTheSavedRowWins() {
         let message = UUID(), stream = UUID()
         func delta(_ seq: Int, _ text: String) -> ThreadEvent {
-            ThreadEvent(type: "stream.delta", threadID: nil, jobID: 1, messageID: message, streamID: stream, seq: seq,
-                        status: nil, text: text, truncated: nil)
+            ThreadEvent(
+                type: "stream.delta", threadID: nil, jobID: 1, messageID: message, streamID: stream, seq: seq,
+                status: nil, text: text, truncated: nil)
         }
         var view = ThreadView()
         view.load([UIMessage(id: UUID(), role: "user", text: "hi", status: "success", ord: 0, step: 0, jobID: nil)])
         view.apply(delta(0, "Hel"))
-        view.apply(delta(0, "Hel"))        // a duplicate after a reconnect
-        view.apply(delta(2, "!"))          // ahead of a gap: left for the follower to fill
+        view.apply(delta(0, "Hel"))  // a duplicate after a reconnect
+        view.apply(delta(2, "!"))  // ahead of a gap: left for the follower to fill
         view.apply(delta(1, "lo"))
         #expect(view.messages.map(\.text) == ["hi", "Hello"])
         #expect(view.needsReload.contains(message))

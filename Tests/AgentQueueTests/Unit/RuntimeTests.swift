@@ -1,6 +1,7 @@
-@testable import AgentQueue
 import Foundation
 import Testing
+
+@testable import AgentQueue
 
 @Suite struct MockScriptTests {
     @Test func parsesDirectivesAndStripsThem() throws {
@@ -19,7 +20,7 @@ import Testing
 
     @Test func mockModelFailsForTheChosenAttemptsThenAnswers() async throws {
         let model = MockModel()
-        let messages = [ChatMessage(role: "user", text: "[mock fail=2 words=3] go")]
+        let messages = [ChatMessage(role: .user, text: "[mock fail=2 words=3] go")]
         for attempt in 1...2 {
             await #expect(throws: GenerationError.self) {
                 try await model.complete(ChatRequest(model: "scripted", instructions: nil, messages: messages, attempt: attempt))
@@ -32,27 +33,32 @@ import Testing
 }
 
 @Suite struct ContextAssemblerTests {
-    func message(_ ord: Int, _ step: Int, _ role: String, _ text: String) -> ContextMessage {
+    func message(_ ord: Int, _ step: Int, _ role: MessageRole, _ text: String) -> ContextMessage {
         ContextMessage(id: UUID(), role: role, contentJSON: "[]", text: text, ord: ord, step: step, tool: false)
     }
 
     @Test func recentThenPromptThenExistingReplies() {
-        let msgs = [message(0, 0, "user", "q0"), message(0, 1, "assistant", "a0"),
-                    message(1, 0, "user", "q1"), message(1, 1, "assistant", "partial")]
+        let msgs = [
+            message(0, 0, .user, "q0"), message(0, 1, .assistant, "a0"),
+            message(1, 0, .user, "q1"), message(1, 1, .assistant, "partial")
+        ]
         let out = ContextAssembler(limit: 100).assemble(messages: msgs, promptOrd: 1, promptStep: 0, promptText: nil)
         #expect(out.map(\.text) == ["q0", "a0", "q1", "partial"])
     }
 
     @Test func aFullWindowStartsAtAWholeTurn() {
-        let msgs = [message(0, 1, "assistant", "a0-tail"), message(1, 0, "user", "q1"), message(1, 1, "assistant", "a1"),
-                    message(2, 0, "user", "q2")]
+        let msgs = [
+            message(0, 1, .assistant, "a0-tail"), message(1, 0, .user, "q1"), message(1, 1, .assistant, "a1"),
+            message(2, 0, .user, "q2")
+        ]
         let out = ContextAssembler(limit: 4).assemble(messages: msgs, promptOrd: 2, promptStep: 0, promptText: nil)
         #expect(out.map(\.text) == ["q1", "a1", "q2"])
     }
 
     @Test func unsavedPromptIsAppended() {
-        let out = ContextAssembler(limit: 10).assemble(messages: [message(0, 0, "user", "old")], promptOrd: nil,
-                                                       promptStep: nil, promptText: "new")
+        let out = ContextAssembler(limit: 10).assemble(
+            messages: [message(0, 0, .user, "old")], promptOrd: nil,
+            promptStep: nil, promptText: "new")
         #expect(out.map(\.text) == ["old", "new"])
     }
 }
@@ -84,12 +90,14 @@ import Testing
 
 @Suite struct FinishItemJSONTests {
     @Test func writesTheShapeFinishJobsReads() throws {
-        let message = NewMessage(text: "line \"one\"\n\ttwo \u{1}", model: "m", provider: "mock",
-                                 usage: TokenUsage(promptTokens: 3, completionTokens: 2), finishReason: "stop", agentName: "default")
-        let item = FinishItem(jobID: 42, attempt: 2, outcome: .succeeded,
-                              result: JobResultPayload(text: "é ✓", messageIDs: [message.id], usage: message.usage),
-                              messages: [message],
-                              usage: [UsageRecord(provider: "mock", model: "m", usage: message.usage!, messageID: message.id)])
+        let message = NewMessage(
+            text: "line \"one\"\n\ttwo \u{1}", model: "m", provider: "mock",
+            usage: TokenUsage(promptTokens: 3, completionTokens: 2), finishReason: "stop", agentName: "default")
+        let item = FinishItem(
+            jobID: 42, attempt: 2, outcome: .succeeded,
+            result: JobResultPayload(text: "é ✓", messageIDs: [message.id], usage: message.usage),
+            messages: [message],
+            usage: [UsageRecord(provider: "mock", model: "m", usage: message.usage!, messageID: message.id)])
         let parsed = try JSONValue.parse(FinishItem.json([item, FinishItem(jobID: 7, attempt: 1, outcome: .retry, error: "x")]))
         guard case .array(let items) = parsed else { Issue.record("not an array"); return }
         #expect(items.count == 2)

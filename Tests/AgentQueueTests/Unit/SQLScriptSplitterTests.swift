@@ -29,7 +29,7 @@ import Testing
         #expect(migrations.map(\.version) == migrations.map(\.version).sorted())
         for m in migrations {
             let statements = SQLScriptSplitter.split(m.sql)
-            #expect(statements.count >= 3)   // each file does real work and records its version
+            #expect(statements.count >= 3)  // each file does real work and records its version
             #expect(statements.allSatisfy { !$0.hasPrefix("$$") })
         }
     }

@@ -1,8 +1,10 @@
-@testable import AgentQueue
 import Testing
 
+@testable import AgentQueue
+
 @Suite struct SSEParserTests {
-    static let stream = Array("""
+    static let stream = Array(
+        """
         : keep-alive\r
         data: {"a":1}\r
         \r
@@ -15,9 +17,11 @@ import Testing
         data: unterminated
         """.utf8)
 
-    static let expected = [SSEEvent(data: #"{"a":1}"#),
-                           SSEEvent(event: "note", data: "line one\nline two", id: "7"),
-                           SSEEvent(data: "[DONE]", id: "7")]
+    static let expected = [
+        SSEEvent(data: #"{"a":1}"#),
+        SSEEvent(event: "note", data: "line one\nline two", id: "7"),
+        SSEEvent(data: "[DONE]", id: "7")
+    ]
 
     @Test func parsesInOneChunk() {
         var p = SSEParser()
@@ -55,8 +59,11 @@ import Testing
         a.add(index: 0, id: nil, name: nil, argumentsFragment: "ty\": \"Oslo\"}")
         a.add(index: 1, id: nil, name: nil, argumentsFragment: "{\"q\": 1}")
         let calls = try a.calls()
-        #expect(calls == [AssembledToolCall(id: "call_a", name: "get_weather", arguments: "{\"city\": \"Oslo\"}"),
-                          AssembledToolCall(id: "call_b", name: "lookup", arguments: "{\"q\": 1}")])
+        #expect(
+            calls == [
+                AssembledToolCall(id: "call_a", name: "get_weather", arguments: "{\"city\": \"Oslo\"}"),
+                AssembledToolCall(id: "call_b", name: "lookup", arguments: "{\"q\": 1}")
+            ])
     }
 
     @Test func missingNameIsAnErrorAndMissingArgumentsAreAnEmptyObject() throws {
@@ -83,7 +90,7 @@ import Testing
         if let last = b.finish(1) { written.append(last) }
         #expect(written.map(\.seq) == Array(0..<written.count))
         #expect(written.map(\.text).joined() == tokens.joined())
-        #expect(written.count < tokens.count)   // batched, not one row per token
+        #expect(written.count < tokens.count)  // batched, not one row per token
     }
 
     @Test func aSentenceEndIsDueAtOnceOtherTextWaitsForTheThrottle() {
@@ -91,13 +98,13 @@ import Testing
         let t0 = ContinuousClock.now
         b.open("s")
         b.append("a", to: "s")
-        #expect(b.isDue(now: t0))                              // first write: nothing to wait for
+        #expect(b.isDue(now: t0))  // first write: nothing to wait for
         _ = b.takeTick(now: t0)
         b.append("b", to: "s")
         #expect(!b.isDue(now: t0 + .milliseconds(50)))
         #expect(b.isDue(now: t0 + .milliseconds(100)))
         b.append(" end.", to: "s")
-        #expect(b.isDue(now: t0 + .milliseconds(10)))         // sentence end
+        #expect(b.isDue(now: t0 + .milliseconds(10)))  // sentence end
     }
 
     @Test func oneTickCarriesEveryStream() {
@@ -118,7 +125,7 @@ import Testing
         b.open(1)
         b.append("one ", to: 1)
         let failed = b.takeTick(now: t0)
-        #expect(b.timeUntilDue(now: t0) == nil)                   // nothing waits after a tick
+        #expect(b.timeUntilDue(now: t0) == nil)  // nothing waits after a tick
         b.append("two", to: 1)
         b.putBack(failed)
         #expect(b.timeUntilDue(now: t0 + .milliseconds(40)) == .milliseconds(60))
@@ -127,6 +134,6 @@ import Testing
         b.append("three.", to: 1)
         #expect(b.isDue(now: t0 + .milliseconds(101)))
         #expect(b.finish(1) == .init(stream: 1, seq: 1, text: "three."))
-        #expect(!b.isDue(now: t0 + .milliseconds(500)) && b.timeUntilDue(now: t0) == nil)   // counters follow the finish
+        #expect(!b.isDue(now: t0 + .milliseconds(500)) && b.timeUntilDue(now: t0) == nil)  // counters follow the finish
     }
 }

@@ -1,0 +1,90 @@
+import Foundation
+
+/// Any JSON value, for the open-ended `jsonb` columns (options, metadata, content parts).
+public enum JSONValue: Codable, Hashable, Sendable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() {
+            self = .null
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let n = try? c.decode(Double.self) {
+            self = .number(n)
+        } else if let s = try? c.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? c.decode([JSONValue].self) {
+            self = .array(a)
+        } else {
+            self = .object(try c.decode([String: JSONValue].self))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .null: try c.encodeNil()
+        case .bool(let b): try c.encode(b)
+        case .number(let n): try c.encode(n)
+        case .string(let s): try c.encode(s)
+        case .array(let a): try c.encode(a)
+        case .object(let o): try c.encode(o)
+        }
+    }
+
+    public subscript(key: String) -> JSONValue? {
+        if case .object(let o) = self { return o[key] }
+        return nil
+    }
+
+    public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
+    public var intValue: Int? { if case .number(let n) = self, n == n.rounded() { return Int(n) }; return nil }
+    public var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
+    public var objectValue: [String: JSONValue]? { if case .object(let o) = self { return o }; return nil }
+    public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
+
+    /// Parses JSON text (a `jsonb` column read as text). Goes through JSONSerialization, which is
+    /// many times faster than decoding this enum with JSONDecoder (whose type probing throws).
+    public static func parse(_ text: String) throws -> JSONValue {
+        let object = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
+        return JSONValue(foundation: object)
+    }
+
+    /// Converts what JSONSerialization returns.
+    init(foundation object: Any) {
+        switch object {
+        case let s as String: self = .string(s)
+        case let b as Bool where type(of: object) == Bool.self: self = .bool(b)
+        case let i as Int where type(of: object) == Int.self: self = .number(Double(i))
+        case let d as Double where type(of: object) == Double.self: self = .number(d)
+        case let n as NSNumber:
+            // corelibs-foundation hands out NSNumber for some numbers; its objCType tells booleans apart.
+            self = String(cString: n.objCType) == "c" ? .bool(n.boolValue) : .number(n.doubleValue)
+        case let a as [Any]: self = .array(a.map(JSONValue.init(foundation:)))
+        case let o as [String: Any]: self = .object(o.mapValues(JSONValue.init(foundation:)))
+        default: self = .null
+        }
+    }
+
+    /// The object merged with `other`: keys of `other` win (one level deep, as option precedence wants).
+    public func merging(_ other: JSONValue?) -> JSONValue {
+        guard case .object(var mine) = self, case .object(let theirs)? = other else { return other ?? self }
+        for (k, v) in theirs { mine[k] = v }
+        return .object(mine)
+    }
+}
+
+extension Encodable {
+    /// This value as JSON text, to bind as `jsonb`.
+    public func jsonText() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+}

@@ -1,0 +1,97 @@
+import AsyncHTTPClient
+import Foundation
+import Synchronization
+
+/// The providers a worker can call, by name: `mock` (in process), `openai` (from `OPENAI_BASE_URL`,
+/// key in `OPENAI_API_KEY`), models a Swift program registers in code, and the rows of
+/// `agentq.providers` (loaded by the worker with `update(with:)`).
+public final class ModelRegistry: Sendable {
+    private struct State: Sendable {
+        var registered: [String: any ChatModel]
+        var fromTable: [String: any ChatModel] = [:]
+        var loadedAt: ContinuousClock.Instant?
+    }
+
+    private let state: Mutex<State>
+    /// The HTTP client OpenAI-compatible providers use (nil: only in-process models).
+    public let http: HTTPClient?
+
+    public init(http: HTTPClient? = nil, models: [String: any ChatModel] = ["mock": MockModel()]) {
+        self.http = http
+        state = Mutex(State(registered: models))
+    }
+
+    /// Adds a model in code (it wins over a table row of the same name).
+    public func register(_ name: String, _ model: any ChatModel) {
+        state.withLock { $0.registered[name] = model }
+    }
+
+    /// Replaces the models built from `agentq.providers` rows.
+    public func update(with rows: [ProviderRecord]) {
+        var models: [String: any ChatModel] = [:]
+        for row in rows {
+            switch row.kind {
+            case .mock: models[row.name] = MockModel()
+            case .openai:
+                guard let http else { continue }
+                models[row.name] = OpenAIModel(http: http, endpoint: Self.endpoint(row))
+            }
+        }
+        state.withLock {
+            $0.fromTable = models; $0.loadedAt = .now
+        }
+    }
+
+    /// Whether the table rows are older than `maxAge` (or were never loaded).
+    public func isStale(maxAge: Duration) -> Bool {
+        state.withLock { s in s.loadedAt.map { ContinuousClock.now - $0 > maxAge } ?? true }
+    }
+
+    /// Whether a provider of this name is known now.
+    public func knows(_ name: String) -> Bool {
+        state.withLock { $0.registered[name] != nil || $0.fromTable[name] != nil } || (name == "openai" && http != nil)
+    }
+
+    public func model(forProvider name: String) throws -> any ChatModel {
+        let found = state.withLock { $0.registered[name] ?? $0.fromTable[name] }
+        if let found { return found }
+        if name == "openai", let http {
+            let env = ProcessInfo.processInfo.environment
+            return OpenAIModel(
+                http: http,
+                endpoint: .init(
+                    baseURL: env["OPENAI_BASE_URL"] ?? "https://api.openai.com/v1",
+                    apiKeyEnv: "OPENAI_API_KEY"))
+        }
+        let known = state.withLock { Set($0.registered.keys).union($0.fromTable.keys) }.union(http == nil ? [] : ["openai"])
+        throw GenerationError(.permanent, "unknown provider \"\(name)\" (this worker knows: \(known.sorted().joined(separator: ", ")))")
+    }
+
+    /// A `provider:model` name split at its first colon; `what` names it in the error ("model",
+    /// "embedding model").
+    public static func split(_ name: String, what: String = "model") throws -> (provider: String, model: String) {
+        guard let colon = name.firstIndex(of: ":") else {
+            throw GenerationError(.permanent, "\(what) \"\(name)\" must be written provider:model")
+        }
+        return (String(name[..<colon]), String(name[name.index(after: colon)...]))
+    }
+
+    /// The provider's embedding client (`openai`-kind providers and `mock` embed).
+    public func embedder(forProvider name: String) throws -> any EmbeddingModel {
+        guard let embedder = try model(forProvider: name) as? any EmbeddingModel else {
+            throw GenerationError(.permanent, "provider \"\(name)\" cannot compute embeddings")
+        }
+        return embedder
+    }
+
+    /// A row's endpoint; its options: `stream` (true), `include_usage` (true), `header_timeout_ms`
+    /// (60000), `call_timeout_ms` (600000).
+    static func endpoint(_ row: ProviderRecord) -> OpenAIModel.Endpoint {
+        OpenAIModel.Endpoint(
+            baseURL: row.baseURL ?? "https://api.openai.com/v1", apiKeyEnv: row.apiKeyEnv,
+            stream: row.options["stream"]?.boolValue ?? true,
+            includeUsage: row.options["include_usage"]?.boolValue ?? true,
+            headerTimeout: .milliseconds(row.options["header_timeout_ms"]?.intValue ?? 60_000),
+            callTimeout: .milliseconds(row.options["call_timeout_ms"]?.intValue ?? 600_000))
+    }
+}

@@ -1,0 +1,35 @@
+import Synchronization
+
+/// What the services of one worker run share: the claim scheduler and its wake-ups, the jobs in
+/// hand, the completion queue and the live streams.
+final class WorkerState: Sendable {
+    let scheduler: Mutex<ClaimScheduler>
+    let wakeups: AsyncStream<Void>
+    private let wakeContinuation: AsyncStream<Void>.Continuation
+    let registry: JobRegistry
+    let completions: CompletionQueue
+    let streams: LiveStreams
+    private let stopping = Atomic<Bool>(false)
+
+    init(configuration: WorkerConfiguration, registry: JobRegistry = JobRegistry()) {
+        streams = LiveStreams(throttle: configuration.streamThrottle)
+        scheduler = Mutex(ClaimScheduler(concurrency: configuration.concurrency))
+        (wakeups, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        completions = CompletionQueue(maxBatch: configuration.maxCompletionBatch)
+        self.registry = registry
+    }
+
+    /// Tells the claim loop that work may be waiting (a NOTIFY, the fallback poll) or slots are free.
+    func wake(_ trigger: ClaimScheduler.Trigger) {
+        scheduler.withLock { $0.note(trigger) }
+        wakeContinuation.yield()
+    }
+
+    /// Graceful shutdown has begun: claim no more.
+    var isStopping: Bool { stopping.load(ordering: .relaxed) }
+
+    func stopClaiming() {
+        stopping.store(true, ordering: .relaxed)
+        wakeContinuation.yield()
+    }
+}

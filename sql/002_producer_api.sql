@@ -1,0 +1,635 @@
+-- AgentQueue 002: the SQL API for producers (README.md "SQL API") and the events it sends ("Events").
+--
+-- Errors raised here (clients branch on the SQLSTATE; the message names the problem):
+--   22023 invalid_parameter_value            malformed options, bad role/status, bad JSON shape
+--   22004 null_value_not_allowed             a required argument is null
+--   23505 unique_violation                   a plain INSERT with an idempotency_key already used
+--                                            (generate() returns that key's job instead)
+--   40001 serialization_failure              REPEATABLE READ / SERIALIZABLE producers only: a job of the
+--                                            same thread ended while this transaction ran; retry it
+--   40P01 deadlock_detected                  a transaction enqueueing on several threads out of thread-id
+--                                            order met a worker locking them in order; retry it
+--   54000 program_limit_exceeded             a prompt or message over the size limit
+--   42704 undefined_object                   unknown agent
+--   P0002 no_data_found                      unknown thread, message or job
+--   55000 object_not_in_prerequisite_state   cancel of a finished job, or a job cancelled twice
+
+-- Settings ----------------------------------------------------------------------------------------
+
+create or replace function agentq.setting(p_key text) returns jsonb
+language sql stable as $$ select value from agentq.settings where key = p_key $$;
+
+-- Events ------------------------------------------------------------------------------------------
+
+-- The NOTIFY channel of one thread's events.
+create or replace function agentq.thread_channel(thread_id uuid) returns text
+language sql immutable strict as $$ select 'agentq_thread_' || replace(thread_id::text, '-', '') $$;
+
+-- Sends events, in order, each on its thread's channel and on agentq_events, from the caller's
+-- transaction (so a listener never sees an event before the row is visible). Payloads stay under
+-- 8000 bytes: a text that does not fit is dropped and "truncated": true tells the reader to fetch the row.
+create or replace function agentq.emit_all(p_events jsonb[]) returns void
+language sql as $$
+    -- One statement for the whole batch; a nested loop over the ordered array keeps the order.
+    select count(pg_notify(c.channel, e.payload))
+      from (select x.n, s.ev->>'thread_id' as thread_id,
+                   case when octet_length(s.ev::text) > 7900 then (s.ev - 'text' || '{"truncated": true}')::text
+                        else s.ev::text end as payload
+              from unnest(p_events) with ordinality as x(ev, n)
+              cross join lateral (select jsonb_strip_nulls(x.ev) as ev) s) e
+      cross join lateral (values (1, agentq.thread_channel(e.thread_id::uuid)), (2, 'agentq_events')) as c(k, channel)
+     where c.channel is not null
+$$;
+
+-- Sends one event (see emit_all).
+create or replace function agentq.emit(p_event jsonb) returns void
+language sql as $$ select agentq.emit_all(array[p_event]) $$;
+
+-- LISTEN to one thread's events (or to every event with null), and register this session so that
+-- producers send their enqueue-time events (job.queued, message.created) while it listens.
+create or replace function agentq.listen(thread_id uuid default null) returns void
+language plpgsql as $$
+declare
+    ch text := coalesce(agentq.thread_channel(thread_id), 'agentq_events');
+begin
+    execute format('listen %I', ch);
+    insert into agentq.listeners (channel, pid, backend_start)
+    select ch, pid, backend_start from pg_stat_activity where pid = pg_backend_pid()
+    on conflict (channel, pid) do update set backend_start = excluded.backend_start;
+end $$;
+
+create or replace function agentq.unlisten(thread_id uuid default null) returns void
+language plpgsql as $$
+declare
+    ch text := coalesce(agentq.thread_channel(thread_id), 'agentq_events');
+begin
+    execute format('unlisten %I', ch);
+    delete from agentq.listeners where channel = ch and pid = pg_backend_pid();
+end $$;
+
+-- True when a registered session listens to this thread or to all events.
+create or replace function agentq.has_listeners(p_thread_id uuid) returns boolean
+language sql stable as $$
+    select exists (select 1 from agentq.listeners
+                   where channel in ('agentq_events', agentq.thread_channel(p_thread_id)))
+$$;
+
+-- Validation ----------------------------------------------------------------------------------------
+
+-- True when the text parses as a timestamptz (pg_input_is_valid needs PostgreSQL 16; this works on 14).
+create or replace function agentq.is_timestamptz(p_text text) returns boolean
+language plpgsql immutable as $$
+begin
+    perform p_text::timestamptz;
+    return true;
+exception when others then
+    return false;
+end $$;
+
+create or replace function agentq.raise_bad_option(p_key text, p_expected text, p_got jsonb) returns void
+language plpgsql as $$
+begin
+    raise exception 'option "%" must be %, got %', p_key, p_expected, coalesce(p_got::text, 'null')
+        using errcode = '22023';
+end $$;
+
+-- Checks a job's (or agent's) options object: known keys with values of the right type. Unknown keys
+-- are errors, so a typo never silently changes nothing.
+create or replace function agentq.check_options(p_options jsonb) returns jsonb
+language plpgsql as $$
+declare
+    k text;
+    v jsonb;
+    n numeric;
+    allowed constant text[] := array['model', 'instructions', 'tools', 'max_steps', 'max_retries', 'context',
+        'storage', 'schema', 'priority', 'run_at', 'max_attempts', 'idempotency_key', 'queue', 'concurrent',
+        'temperature', 'stream', 'log_raw', 'prompt', 'timeout_ms', 'embed'];
+begin
+    if p_options is null then
+        return '{}'::jsonb;
+    end if;
+    if jsonb_typeof(p_options) <> 'object' then
+        raise exception 'options must be a JSON object, got %', jsonb_typeof(p_options) using errcode = '22023';
+    end if;
+    for k, v in select * from jsonb_each(p_options) loop
+        if not k = any (allowed) then
+            raise exception 'unknown option "%"', k using errcode = '22023',
+                hint = 'allowed options: ' || array_to_string(allowed, ', ');
+        end if;
+        case
+            when k in ('model') then
+                if jsonb_typeof(v) <> 'string' or v #>> '{}' !~ '^[a-z][a-z0-9_-]*:.+$' then
+                    perform agentq.raise_bad_option(k, 'a "provider:model" string', v);
+                end if;
+            when k in ('instructions', 'prompt', 'idempotency_key') then
+                if jsonb_typeof(v) <> 'string' then perform agentq.raise_bad_option(k, 'a string', v); end if;
+            when k = 'queue' then
+                if jsonb_typeof(v) <> 'string' or v #>> '{}' !~ '^[A-Za-z0-9_.-]{1,64}$' then
+                    perform agentq.raise_bad_option(k, 'a queue name (letters, digits, _ . -)', v);
+                end if;
+            when k = 'tools' then
+                if jsonb_typeof(v) <> 'array' or exists (select 1 from jsonb_array_elements(v) e where jsonb_typeof(e) <> 'string') then
+                    perform agentq.raise_bad_option(k, 'an array of tool names', v);
+                end if;
+            when k in ('max_steps', 'max_retries', 'priority', 'max_attempts', 'timeout_ms') then
+                if jsonb_typeof(v) <> 'number' or (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric) then
+                    perform agentq.raise_bad_option(k, 'an integer', v);
+                end if;
+                n := (v #>> '{}')::numeric;   -- ranges are checked before any cast to int
+                if k = 'max_steps' and (n < 1 or n > 100) then perform agentq.raise_bad_option(k, 'between 1 and 100', v); end if;
+                if k = 'max_retries' and (n < 0 or n > 20) then perform agentq.raise_bad_option(k, 'between 0 and 20', v); end if;
+                if k = 'max_attempts' and (n < 1 or n > 100) then perform agentq.raise_bad_option(k, 'between 1 and 100', v); end if;
+                if k = 'timeout_ms' and (n < 1 or n > 86400000) then perform agentq.raise_bad_option(k, 'between 1 and 86400000 (a day)', v); end if;
+                if k = 'priority' and abs(n) > 1000000 then perform agentq.raise_bad_option(k, 'between -1000000 and 1000000', v); end if;
+            when k in ('concurrent', 'log_raw', 'embed') then
+                if jsonb_typeof(v) <> 'boolean' then perform agentq.raise_bad_option(k, 'true or false', v); end if;
+            when k = 'temperature' then
+                if jsonb_typeof(v) <> 'number' then perform agentq.raise_bad_option(k, 'a number', v); end if;
+            when k in ('context', 'stream', 'schema') then
+                if jsonb_typeof(v) <> 'object' then perform agentq.raise_bad_option(k, 'a JSON object', v); end if;
+            when k = 'storage' then
+                if jsonb_typeof(v) <> 'object' then perform agentq.raise_bad_option(k, 'a JSON object', v); end if;
+                if v ? 'save_messages' and not (v->>'save_messages' = any (array['promptAndOutput', 'all', 'none'])) then
+                    perform agentq.raise_bad_option('storage.save_messages', 'promptAndOutput, all or none', v->'save_messages');
+                end if;
+            when k = 'run_at' then
+                if jsonb_typeof(v) <> 'string' or not agentq.is_timestamptz(v #>> '{}') then
+                    perform agentq.raise_bad_option(k, 'an ISO 8601 timestamp string', v);
+                end if;
+            else null;
+        end case;
+    end loop;
+    return p_options;
+end $$;
+
+-- An option read as the worker reads it: an integral JSON number, else `fallback` (a malformed value
+-- must not fail a statement that serves other jobs too).
+create or replace function agentq.option_int(v jsonb, fallback int) returns int
+language sql immutable as $$
+    select case when jsonb_typeof(v) = 'number' and (v #>> '{}')::numeric = trunc((v #>> '{}')::numeric)
+                     and abs((v #>> '{}')::numeric) <= 1000000000
+                then (v #>> '{}')::int else fallback end
+$$;
+
+-- A JSON boolean, else `fallback`.
+create or replace function agentq.option_bool(v jsonb, fallback boolean) returns boolean
+language sql immutable as $$
+    select case when jsonb_typeof(v) = 'boolean' then (v #>> '{}')::boolean else fallback end
+$$;
+
+-- Threads -----------------------------------------------------------------------------------------
+
+-- The user this session acts for: the `agentq.user_id` setting (`set agentq.user_id = 'u1'`, or
+-- `set local` per transaction), null when unset. Row-level security (008_roles_grants.sql) keys on
+-- it, and new threads and jobs default to it.
+create or replace function agentq.current_user_id() returns text
+language sql stable as $$ select nullif(current_setting('agentq.user_id', true), '') $$;
+
+create or replace function agentq.create_thread(user_id text default null, title text default null,
+                                                summary text default null, metadata jsonb default '{}')
+returns uuid language plpgsql as $$
+declare
+    new_id uuid;
+begin
+    if metadata is not null and jsonb_typeof(metadata) <> 'object' then
+        raise exception 'metadata must be a JSON object, got %', jsonb_typeof(metadata) using errcode = '22023';
+    end if;
+    insert into agentq.threads (user_id, title, summary, metadata)
+    values (coalesce(create_thread.user_id, agentq.current_user_id()), create_thread.title, create_thread.summary, coalesce(create_thread.metadata, '{}'))
+    returning id into new_id;
+    return new_id;
+end $$;
+
+-- Changes the given fields; a null argument leaves its field as it is. metadata replaces the old object.
+create or replace function agentq.update_thread(thread_id uuid, title text default null, summary text default null,
+                                                status text default null, metadata jsonb default null)
+returns agentq.threads language plpgsql as $$
+declare
+    t agentq.threads;
+begin
+    if thread_id is null then
+        raise exception 'thread_id must not be null' using errcode = '22004';
+    end if;
+    if status is not null and status not in ('active', 'archived') then
+        raise exception 'thread status must be active or archived, got "%"', status using errcode = '22023';
+    end if;
+    if metadata is not null and jsonb_typeof(metadata) <> 'object' then
+        raise exception 'metadata must be a JSON object, got %', jsonb_typeof(metadata) using errcode = '22023';
+    end if;
+    update agentq.threads th
+       set title = coalesce(update_thread.title, th.title),
+           summary = coalesce(update_thread.summary, th.summary),
+           status = coalesce(update_thread.status, th.status),
+           metadata = coalesce(update_thread.metadata, th.metadata),
+           updated_at = now()
+     where th.id = update_thread.thread_id
+    returning th.* into t;
+    if t.id is null then
+        raise exception 'unknown thread %', thread_id using errcode = 'P0002';
+    end if;
+    return t;
+end $$;
+
+-- Threads of one user (null: threads without a user), most recently active first; page with `before`.
+create or replace function agentq.list_threads(user_id text, lim int default 20, before timestamptz default null)
+returns setof agentq.threads language sql stable as $$
+    select * from agentq.threads t
+     where t.user_id is not distinct from list_threads.user_id
+       and (list_threads.before is null or t.updated_at < list_threads.before)
+     order by t.updated_at desc, t.id
+     limit greatest(list_threads.lim, 0)
+$$;
+
+-- Deletes a thread with its messages, streams, deltas and embeddings; its unfinished jobs are cancelled.
+create or replace function agentq.delete_thread(thread_id uuid) returns void
+language plpgsql as $$
+declare
+    j record;
+begin
+    if thread_id is null then
+        raise exception 'thread_id must not be null' using errcode = '22004';
+    end if;
+    perform 1 from agentq.threads t where t.id = delete_thread.thread_id for update;
+    if not found then
+        raise exception 'unknown thread %', thread_id using errcode = 'P0002';
+    end if;
+    for j in update agentq.jobs jb
+                set status = 'cancelled', blocked = false, finished_at = now(), lease_expires_at = null,
+                    cancel_requested = (jb.status = 'running'), last_error = 'thread deleted'
+              where jb.thread_id = delete_thread.thread_id
+                and jb.status in ('queued', 'running', 'requires_action')
+             returning jb.id, jb.worker, jb.cancel_requested
+    loop
+        if j.cancel_requested then
+            perform pg_notify('agentq_jobs', 'cancel:' || j.id);
+        end if;
+        perform agentq.emit(jsonb_build_object('type', 'job.cancelled', 'thread_id', thread_id, 'job_id', j.id,
+                                               'status', 'cancelled'));
+    end loop;
+    delete from agentq.threads t where t.id = delete_thread.thread_id;
+end $$;
+
+-- Messages ----------------------------------------------------------------------------------------
+
+-- Inserts a message at its place: a user or system message opens a new ord (step 0); an assistant
+-- message answers the newest ord (next step). The thread row is locked by the ord allocation.
+create or replace function agentq.insert_message(p_thread_id uuid, p_role text, p_text text, p_user_id text,
+                                                 p_agent_name text, p_embed boolean, p_job_id bigint)
+returns agentq.messages language plpgsql as $$
+declare
+    t agentq.threads;
+    m agentq.messages;
+    max_chars int := coalesce(agentq.setting('max_message_chars')::int, 1000000);
+    new_ord int;
+    new_step int;
+begin
+    if p_role is null then
+        raise exception 'message role must not be null' using errcode = '22004';
+    end if;
+    if p_role not in ('system', 'user', 'assistant') then
+        raise exception 'message role must be user, assistant or system, got "%"', p_role using errcode = '22023',
+            hint = 'tool messages are saved by workers with their tool-call parts';
+    end if;
+    if p_text is null then
+        raise exception 'message content must not be null' using errcode = '22004';
+    end if;
+    if length(p_text) > max_chars then
+        raise exception 'message is % characters long, over the limit of %', length(p_text), max_chars
+            using errcode = '54000', hint = 'the limit is the setting max_message_chars';
+    end if;
+    if p_role = 'assistant' then
+        select * into t from agentq.threads where id = p_thread_id for no key update;
+        if t.id is null then
+            raise exception 'unknown thread %', p_thread_id using errcode = 'P0002';
+        end if;
+        if t.last_ord < 0 then
+            update agentq.threads set last_ord = 0, updated_at = now() where id = p_thread_id;
+            new_ord := 0;
+            new_step := 0;
+        else
+            new_ord := t.last_ord;
+            select coalesce(max(step), -1) + 1 into new_step from agentq.messages where thread_id = p_thread_id and ord = new_ord;
+            update agentq.threads set updated_at = now() where id = p_thread_id;
+        end if;
+    else
+        update agentq.threads set last_ord = last_ord + 1, updated_at = now() where id = p_thread_id
+        returning * into t;
+        if t.id is null then
+            raise exception 'unknown thread %', p_thread_id using errcode = 'P0002';
+        end if;
+        new_ord := t.last_ord;
+        new_step := 0;
+    end if;
+    insert into agentq.messages (thread_id, user_id, agent_name, ord, step, role, content, text, embed, job_id)
+    values (p_thread_id, coalesce(p_user_id, t.user_id), p_agent_name, new_ord, new_step, p_role,
+            jsonb_build_array(jsonb_build_object('type', 'text', 'text', p_text)), p_text, coalesce(p_embed, true), p_job_id)
+    returning * into m;
+    return m;
+end $$;
+
+create or replace function agentq.save_message(thread_id uuid, role text, content text, user_id text default null,
+                                               agent_name text default null, embed boolean default true)
+returns uuid language plpgsql as $$
+declare
+    m agentq.messages;
+begin
+    if thread_id is null then
+        raise exception 'thread_id must not be null' using errcode = '22004';
+    end if;
+    m := agentq.insert_message(thread_id, role, content, user_id, agent_name, embed, null);
+    if agentq.has_listeners(m.thread_id) then
+        perform agentq.emit(jsonb_build_object('type', 'message.created', 'thread_id', m.thread_id,
+                                               'message_id', m.id, 'status', m.status));
+    end if;
+    return m.id;
+end $$;
+
+-- Messages of a thread, newest first. Pages hold whole turns: the oldest ord of a page is completed
+-- even past `lim`; pass that ord as before_ord for the next page.
+create or replace function agentq.list_messages(thread_id uuid, lim int default 100, before_ord int default null,
+                                                statuses text[] default '{success,pending,failed}',
+                                                include_tool boolean default true)
+returns setof agentq.messages language sql stable as $$
+    with page as (
+        select m.ord from agentq.messages m
+         where m.thread_id = list_messages.thread_id
+           and (list_messages.before_ord is null or m.ord < list_messages.before_ord)
+           and m.status = any (list_messages.statuses)
+           and (list_messages.include_tool or not m.tool)
+         order by m.ord desc, m.step desc
+         limit greatest(list_messages.lim, 0)
+    )
+    select m.* from agentq.messages m
+     where m.thread_id = list_messages.thread_id
+       and m.ord >= (select min(ord) from page)
+       and (list_messages.before_ord is null or m.ord < list_messages.before_ord)
+       and m.status = any (list_messages.statuses)
+       and (list_messages.include_tool or not m.tool)
+     order by m.ord desc, m.step desc
+$$;
+
+-- Jobs ----------------------------------------------------------------------------------------------
+
+-- Every job goes through this trigger, so a plain INSERT INTO agentq.jobs behaves as generate():
+-- options are checked and lifted into columns, the agent and thread are checked (a missing thread is
+-- created), the prompt in options.prompt is saved as a user message, the job is blocked behind an
+-- older active job of its thread, and events and a worker wake-up are sent when someone waits.
+create or replace function agentq.jobs_before_insert() returns trigger
+language plpgsql as $$
+declare
+    t agentq.threads;
+    m agentq.messages;
+    prompt text;
+    max_chars int;
+    save_mode text;
+begin
+    if new.status <> 'queued' or new.attempt <> 0 or new.worker is not null then
+        raise exception 'a new job must be queued with attempt 0, got status %', new.status using errcode = '22023';
+    end if;
+    new.options := agentq.check_options(coalesce(new.options, '{}'));
+    new.priority := coalesce((new.options->>'priority')::int, new.priority);
+    new.run_at := coalesce((new.options->>'run_at')::timestamptz, new.run_at);
+    new.max_attempts := coalesce((new.options->>'max_attempts')::int, new.max_attempts);
+    new.queue := coalesce(new.options->>'queue', new.queue);
+    new.concurrent := coalesce((new.options->>'concurrent')::boolean, new.concurrent);
+    new.idempotency_key := coalesce(new.options->>'idempotency_key', new.idempotency_key);
+    new.agent_name := coalesce(new.agent_name, 'default');
+    new.blocked := false;
+
+    if new.kind <> 'generate' then
+        return new;
+    end if;
+
+    perform 1 from agentq.agents a where a.name = new.agent_name;
+    if not found then
+        raise exception 'unknown agent "%"', new.agent_name using errcode = '42704',
+            hint = 'agents are rows of agentq.agents';
+    end if;
+
+    if new.thread_id is null then
+        insert into agentq.threads (user_id) values (coalesce(new.user_id, agentq.current_user_id())) returning * into t;
+        new.thread_id := t.id;
+    else
+        select * into t from agentq.threads where id = new.thread_id for no key update;
+        if t.id is null then
+            raise exception 'unknown thread %', new.thread_id using errcode = 'P0002';
+        end if;
+    end if;
+    new.user_id := coalesce(new.user_id, t.user_id);
+
+    prompt := new.options->>'prompt';
+    save_mode := coalesce(new.options #>> '{storage,save_messages}', 'promptAndOutput');
+    if prompt is not null then
+        if new.prompt_message_id is not null then
+            raise exception 'pass either a prompt or prompt_message_id, not both' using errcode = '22023';
+        end if;
+        max_chars := coalesce(agentq.setting('max_prompt_chars')::int, 100000);
+        if length(prompt) > max_chars then
+            raise exception 'prompt is % characters long, over the limit of %', length(prompt), max_chars
+                using errcode = '54000', hint = 'the limit is the setting max_prompt_chars';
+        end if;
+        if save_mode <> 'none' then
+            m := agentq.insert_message(new.thread_id, 'user', prompt, new.user_id, null,
+                                       coalesce((new.options->>'embed')::boolean, true), new.id);
+            new.prompt_message_id := m.id;
+            new.options := new.options - 'prompt';
+        end if;
+    elsif new.prompt_message_id is not null then
+        perform 1 from agentq.messages pm where pm.id = new.prompt_message_id and pm.thread_id = new.thread_id;
+        if not found then
+            raise exception 'unknown message % in thread %', new.prompt_message_id, new.thread_id using errcode = 'P0002';
+        end if;
+    else
+        -- No prompt: answer the thread's newest successful message.
+        select pm.id into new.prompt_message_id from agentq.messages pm
+         where pm.thread_id = new.thread_id and pm.status = 'success'
+         order by pm.ord desc, pm.step desc limit 1;
+        if new.prompt_message_id is null then
+            raise exception 'thread % has no messages to answer: pass a prompt', new.thread_id using errcode = '22023';
+        end if;
+    end if;
+
+    -- A job parked on tool outputs or approvals that nobody gave is superseded (agentq.supersede_parked,
+    -- 005_tools.sql), so the thread does not stay blocked behind it.
+    if exists (select 1 from agentq.jobs p where p.thread_id = new.thread_id and p.status = 'requires_action') then
+        perform agentq.supersede_parked(new.thread_id);
+    end if;
+
+    -- One generation at a time per thread: queue behind the thread's head (the thread row is locked,
+    -- so thread_seq follows the order in which enqueuers got the lock, which is their commit order).
+    new.thread_seq := nextval('agentq.thread_seq');
+    if not new.concurrent then
+        new.blocked := exists (select 1 from agentq.jobs h
+                                where h.thread_id = new.thread_id and h.status in ('queued', 'running', 'requires_action')
+                                  and not h.blocked and not h.concurrent and h.kind = 'generate');
+    end if;
+
+    if agentq.has_listeners(new.thread_id) then
+        if m.id is not null then
+            perform agentq.emit(jsonb_build_object('type', 'message.created', 'thread_id', new.thread_id,
+                                                   'message_id', m.id, 'job_id', new.id, 'status', 'success'));
+        end if;
+        perform agentq.emit(jsonb_build_object('type', 'job.queued', 'thread_id', new.thread_id, 'job_id', new.id,
+                                               'message_id', new.prompt_message_id, 'status', 'queued'));
+    end if;
+    -- Wake a worker only when one waits for work (a NOTIFY serialises this transaction's commit).
+    if not new.blocked and new.run_at <= now()
+       and exists (select 1 from agentq.worker_registry w
+                    where w.waiting and new.queue = any (w.queues) and w.heartbeat_at > now() - interval '1 minute') then
+        perform pg_notify('agentq_jobs', new.queue);
+    end if;
+    return new;
+end $$;
+
+drop trigger if exists jobs_before_insert on agentq.jobs;
+create trigger jobs_before_insert before insert on agentq.jobs
+    for each row execute function agentq.jobs_before_insert();
+
+-- Saves the prompt as a user message (unless prompt_message_id names a saved one) and enqueues a
+-- generate job, in the caller's transaction. Returns the job id. thread_id null creates a thread.
+-- An options.idempotency_key already used returns that key's job and saves nothing.
+create or replace function agentq.generate(thread_id uuid, prompt text default null, agent text default 'default',
+                                           prompt_message_id uuid default null, options jsonb default '{}')
+returns bigint language plpgsql as $$
+declare
+    opts jsonb := agentq.check_options(coalesce(options, '{}'));
+    job_id bigint;
+begin
+    if opts ? 'prompt' then
+        raise exception 'pass the prompt as the prompt argument, not in options' using errcode = '22023';
+    end if;
+    if opts ? 'idempotency_key' then
+        perform pg_advisory_xact_lock(hashtext('agentq.idempotency:' || (opts->>'idempotency_key')));
+        select j.id into job_id from agentq.jobs j where j.idempotency_key = opts->>'idempotency_key';
+        if job_id is not null then
+            return job_id;
+        end if;
+    end if;
+    if prompt is not null then
+        opts := opts || jsonb_build_object('prompt', prompt);
+    end if;
+    insert into agentq.jobs (kind, thread_id, agent_name, prompt_message_id, options)
+    values ('generate', generate.thread_id, coalesce(agent, 'default'), generate.prompt_message_id, opts)
+    returning id into job_id;
+    return job_id;
+end $$;
+
+-- generate() in object mode: the reply is JSON valid against `schema`.
+create or replace function agentq.generate_object(thread_id uuid, prompt text, schema jsonb, agent text default 'default',
+                                                  options jsonb default '{}')
+returns bigint language plpgsql as $$
+begin
+    if schema is null then
+        raise exception 'schema must not be null' using errcode = '22004';
+    end if;
+    if jsonb_typeof(schema) <> 'object' then
+        raise exception 'schema must be a JSON Schema object, got %', coalesce(jsonb_typeof(schema), 'null')
+            using errcode = '22023';
+    end if;
+    if schema ? 'type' and not (jsonb_typeof(schema->'type') in ('string', 'array')) then
+        raise exception 'schema "type" must be a string or an array of strings' using errcode = '22023';
+    end if;
+    return agentq.generate(thread_id, prompt, agent, null, coalesce(options, '{}') || jsonb_build_object('schema', schema));
+end $$;
+
+-- Finds the next job of each thread and unblocks it, when the thread has no unblocked active job left.
+-- Callers hold the threads' row locks and run it in a statement after the head's status change, and
+-- touch the thread rows (agentq.touch_threads) so a REPEATABLE READ enqueuer that waited for the lock
+-- gets a serialization failure instead of queueing behind a head it cannot see has ended.
+create or replace function agentq.touch_threads(p_thread_ids uuid[]) returns void
+language sql as $$ update agentq.threads set updated_at = now() where id = any (p_thread_ids) $$;
+
+create or replace function agentq.unblock_next(p_thread_ids uuid[]) returns void
+language sql as $$
+    update agentq.jobs j set blocked = false
+      from (select n.id
+              from unnest(p_thread_ids) as t(id)
+              cross join lateral (select b.id from agentq.jobs b
+                                   where b.thread_id = t.id and b.blocked and b.status = 'queued'
+                                   order by b.thread_seq limit 1) n
+             where not exists (select 1 from agentq.jobs h
+                                where h.thread_id = t.id and h.status in ('queued', 'running', 'requires_action')
+                                  and not h.blocked and not h.concurrent and h.kind = 'generate')) nx
+     where j.id = nx.id
+$$;
+
+-- Cancels a job. Queued (or waiting) jobs are cancelled at once: returns true. A running job is
+-- asked to stop; its worker ends the call within a second and the job ends `cancelled`: returns false.
+create or replace function agentq.cancel(job_id bigint) returns boolean
+language plpgsql as $$
+declare
+    tid uuid;
+    j agentq.jobs;
+begin
+    if job_id is null then
+        raise exception 'job_id must not be null' using errcode = '22004';
+    end if;
+    select jb.thread_id into tid from agentq.jobs jb where jb.id = cancel.job_id;
+    if tid is not null then
+        perform 1 from agentq.threads where id = tid for no key update;   -- lock order: thread, then job
+    end if;
+    select * into j from agentq.jobs jb where jb.id = cancel.job_id for update;
+    if j.id is null then
+        raise exception 'unknown job %', job_id using errcode = 'P0002';
+    end if;
+    if j.status = 'cancelled' or (j.status = 'running' and j.cancel_requested) then
+        raise exception 'job % was already cancelled', job_id using errcode = '55000';
+    elsif j.status in ('succeeded', 'failed') then
+        raise exception 'job % already %; there is nothing to cancel', job_id, j.status using errcode = '55000';
+    elsif j.status = 'running' then
+        update agentq.jobs set cancel_requested = true where id = j.id;
+        perform pg_notify('agentq_jobs', 'cancel:' || j.id);
+        return false;
+    end if;
+    update agentq.jobs
+       set status = 'cancelled', blocked = false, finished_at = now(), last_error = 'cancelled'
+     where id = j.id;
+    update agentq.messages set status = 'failed', error = 'cancelled', updated_at = now()
+     where messages.job_id = j.id and status = 'pending';
+    if not j.blocked and j.thread_id is not null then
+        perform agentq.touch_threads(array[j.thread_id]);
+        perform agentq.unblock_next(array[j.thread_id]);
+    end if;
+    perform agentq.emit(jsonb_build_object('type', 'job.cancelled', 'thread_id', j.thread_id, 'job_id', j.id,
+                                           'status', 'cancelled'));
+    return true;
+end $$;
+
+-- What a job produced: {"status", "text", "object", "error", "message_ids", "usage", "pending_tool_calls"}
+-- (the calls a `requires_action` job waits on: [{"tool_call_id", "tool_name", "args", "kind"}]).
+create or replace function agentq.job_result(job_id bigint) returns jsonb
+language plpgsql stable as $$
+declare
+    j agentq.jobs;
+begin
+    if job_id is null then
+        raise exception 'job_id must not be null' using errcode = '22004';
+    end if;
+    select * into j from agentq.jobs jb where jb.id = job_result.job_id;
+    if j.id is null then
+        raise exception 'unknown job % (finished jobs are pruned after the job_retention setting)', job_id
+            using errcode = 'P0002';
+    end if;
+    return jsonb_build_object(
+        'status', j.status,
+        'text', j.result->'text',
+        'object', j.result->'object',
+        'error', case when j.status in ('failed', 'cancelled') then j.last_error end,
+        'message_ids', coalesce(j.result->'message_ids', '[]'::jsonb),
+        'usage', j.result->'usage',
+        'pending_tool_calls', j.result->'pending_tool_calls');
+end $$;
+
+-- Agents' options are checked like a job's.
+create or replace function agentq.agents_check() returns trigger
+language plpgsql as $$
+begin
+    perform agentq.check_options(new.options);
+    new.updated_at := now();
+    return new;
+end $$;
+drop trigger if exists agents_check on agentq.agents;
+create trigger agents_check before insert or update on agentq.agents
+    for each row execute function agentq.agents_check();
+
+insert into agentq.schema_migrations (version, name) values ('002', 'producer_api') on conflict (version) do nothing;
