@@ -1,0 +1,46 @@
+import AgentQueue
+import Foundation
+import PostgresNIO
+import Testing
+
+/// Replies nobody saves, and the `send` command over a real worker.
+extension StreamedGenerationTests {
+    @Test func saveMessagesNoneSavesAndStreamsNothing() async throws {
+        try await TestDatabase.with("stream_none") { client, url in
+            let worker = try WorkerProcess(url: url)
+            let thread: UUID = try await client.scalar("SELECT agentq.create_thread()")
+            let job: Int64 = try await client.scalar(
+                """
+                SELECT agentq.generate(\(thread), '[mock reply="unsaved"] hi', options => '{"storage": {"save_messages": "none"}}')
+                """)
+            try await eventually(timeout: .seconds(20), "done") {
+                try await client.scalar("SELECT status FROM agentq.jobs WHERE id = \(job)") == "succeeded"
+            }
+            #expect(try await client.scalar("SELECT agentq.job_result(\(job))->>'text'") == "unsaved")
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.messages WHERE thread_id = \(thread)") == 0)
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.streams WHERE thread_id = \(thread)") == 0)
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.usage WHERE job_id = \(job)") == 1)
+            worker.signal(SIGTERM)
+            _ = await worker.waitForExit()
+        }
+    }
+
+    @Test func theSendCommandPrintsTheStreamedReplyAndFailsWithTheError() async throws {
+        try await TestDatabase.with("stream_cli") { client, url in
+            let worker = try WorkerProcess(url: url)
+            func send(_ prompt: String) throws -> (Int32, String, String) {
+                try runAgentq(["send", "--database-url", url.libpqURL, "--timeout", "30", prompt])
+            }
+            let (ok, out, err) = try send("[mock words=30 tps=100] stream it")
+            #expect(ok == 0, "\(err)")
+            let final: String = try await client.scalar("SELECT text FROM agentq.messages WHERE role = 'assistant' AND status = 'success'")
+            #expect(out == final + "\n")
+            #expect(err.hasPrefix("thread: "))
+            let (failed, _, reason) = try send("[mock fail=permanent] no")
+            #expect(failed == 1)
+            #expect(reason.contains("job failed: mock: permanent failure requested by the prompt"))
+            worker.signal(SIGTERM)
+            _ = await worker.waitForExit()
+        }
+    }
+}
