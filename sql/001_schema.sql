@@ -28,7 +28,13 @@ insert into agentq.settings (key, value, description) values
      'Text search configuration of message tsvectors and queries (english stems English words; simple suits any language). Changing it needs agentq.reindex_text_search().'),
     ('embed_batch_size', '128', 'Messages per embed job, which the worker sends in one embeddings request.'),
     ('embed_max_chars', '10000', 'Characters of a message that are embedded (the first N).'),
-    ('embed_queue', '"default"', 'Queue of embed jobs (a queue of their own, served by workers of their own, keeps a slow embedding endpoint from holding generation slots).')
+    ('embed_queue', '"default"', 'Queue of embed jobs (a queue of their own, served by workers of their own, keeps a slow embedding endpoint from holding generation slots).'),
+    ('llm_call_retention', '"7 days"', 'Rows of agentq.llm_calls (raw request and response bodies) older than this are pruned by the workers.'),
+    -- Limits on what a producer asks for (every role but the owner and agentq_worker: agentq.limited_session()).
+    ('priority_min', '-100', 'Lowest job priority a producer may set (lower runs first; the owner may set any).'),
+    ('priority_max', '100', 'Highest job priority a producer may set.'),
+    ('max_attempts_limit', '20', 'Highest max_attempts a producer may set on a job.'),
+    ('allow_log_raw', 'false', 'Whether a producer may set log_raw (raw request and response bodies in agentq.llm_calls) on a job or in a thread''s agent_options; agents'' options, set by the owner, always may.')
 on conflict (key) do nothing;
 
 -- Model providers beyond the built-in `openai` and `mock`. api_key_env names an environment variable: never a key.
@@ -64,7 +70,10 @@ create table if not exists agentq.threads (
     metadata   jsonb not null default '{}' check (jsonb_typeof(metadata) = 'object'),
     last_ord   int not null default -1,   -- highest ord allocated; bumping it also locks the thread
     created_at timestamptz not null default now(),
-    updated_at timestamptz not null default now()
+    updated_at timestamptz not null default now(),
+    -- The NOTIFY channel of the thread's events: random, set when the thread is created and never
+    -- changed (trigger threads_channel), so it is a capability only those who can read the row hold.
+    channel    text not null default 'agentq_t_' || replace(gen_random_uuid()::text, '-', '')
 );
 create index if not exists threads_by_user on agentq.threads (user_id, updated_at desc, id);
 -- Recently active threads (the thread_activity dashboard).
@@ -123,7 +132,7 @@ create table if not exists agentq.jobs (
     worker            text,
     lease_expires_at  timestamptz,
     cancel_requested  boolean not null default false,
-    idempotency_key   text unique,
+    idempotency_key   text,                             -- unique per user (jobs_idempotency)
     created_at        timestamptz not null default now(),
     started_at        timestamptz,
     finished_at       timestamptz,
@@ -133,6 +142,12 @@ create table if not exists agentq.jobs (
     check (not (blocked and concurrent))
 ) with (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000,
         autovacuum_vacuum_cost_delay = 0);
+-- Idempotency keys are scoped by user: one user's key never finds or collides with another's job
+-- (jobs without a user share one scope; two indexes, as NULLS NOT DISTINCT needs PostgreSQL 15).
+create unique index if not exists jobs_idempotency on agentq.jobs (user_id, idempotency_key)
+    where idempotency_key is not null and user_id is not null;
+create unique index if not exists jobs_idempotency_no_user on agentq.jobs (idempotency_key)
+    where idempotency_key is not null and user_id is null;
 -- The claim: `status = 'queued' and not blocked and queue = $1 and run_at <= now() order by priority, run_at, id`.
 create index if not exists jobs_claim on agentq.jobs (queue, priority, run_at, id) where status = 'queued' and not blocked;
 -- Take-back of expired leases and heartbeats.
@@ -249,6 +264,8 @@ create table if not exists agentq.llm_calls (
     duration_ms int
 );
 create index if not exists llm_calls_by_job on agentq.llm_calls (job_id);
+-- Pruning (llm_call_retention).
+create index if not exists llm_calls_by_time on agentq.llm_calls (at);
 
 -- Message vectors, isolated by model and dimension (every search filters on both).
 create table if not exists agentq.embeddings (
@@ -283,6 +300,15 @@ create unlogged table if not exists agentq.worker_registry (
     started_at   timestamptz not null default now(),
     heartbeat_at timestamptz not null default now()
 );
+
+-- This installation's secrets, one row: the channel of every thread's events, random, readable by the
+-- owner, the worker and the reader only (README "Roles and row-level security": channel names are
+-- capabilities, as PostgreSQL does not check LISTEN).
+create table if not exists agentq.installation (
+    id             boolean primary key default true check (id),
+    events_channel text not null default 'agentq_all_' || replace(gen_random_uuid()::text, '-', '')
+);
+insert into agentq.installation default values on conflict (id) do nothing;
 
 -- Sessions that called agentq.listen(): enqueue-time events are sent only when one of them listens
 -- (a NOTIFY serialises commits, so producers do not pay for it when nobody is listening).

@@ -1,7 +1,11 @@
 -- AgentQueue 002: the SQL API for producers (README.md "SQL API") and the events it sends ("Events").
 --
 -- Errors raised here (clients branch on the SQLSTATE; the message names the problem):
---   22023 invalid_parameter_value            malformed options, bad role/status, bad JSON shape
+--   22023 invalid_parameter_value            malformed options, bad role/status, bad JSON shape, an option
+--                                            over the owner's limits (check_limits), a message's user_id
+--                                            that is not its thread's
+--   42501 insufficient_privilege             a producer changing a job or tool call otherwise than the API
+--                                            does, enqueueing an embed job, or naming another user
 --   22004 null_value_not_allowed             a required argument is null
 --   23505 unique_violation                   a plain INSERT with an idempotency_key already used
 --                                            (generate() returns that key's job instead)
@@ -21,36 +25,98 @@ language sql stable as $$ select value from agentq.settings where key = p_key $$
 
 -- Events ------------------------------------------------------------------------------------------
 
--- The NOTIFY channel of one thread's events.
-create or replace function agentq.thread_channel(thread_id uuid) returns text
-language sql immutable strict as $$ select 'agentq_thread_' || replace(thread_id::text, '-', '') $$;
+-- Channel names are capabilities: PostgreSQL lets any session LISTEN on any channel, so a thread's
+-- channel is a random name kept in its row (visible only to who may see the thread), and the channel
+-- of every thread's events is a random name in agentq.installation, which producers cannot read
+-- (README "Roles and row-level security").
 
--- Sends events, in order, each on its thread's channel and on agentq_events, from the caller's
--- transaction (so a listener never sees an event before the row is visible). Payloads stay under
--- 8000 bytes: a text that does not fit is dropped and "truncated": true tells the reader to fetch the row.
+-- The NOTIFY channel of one thread's events; P0002 for a thread the caller cannot see.
+create or replace function agentq.thread_channel(thread_id uuid) returns text
+language plpgsql stable strict as $$
+declare
+    ch text;
+begin
+    select t.channel into ch from agentq.threads t where t.id = thread_channel.thread_id;
+    if ch is null then
+        raise exception 'thread % not found', thread_channel.thread_id using errcode = 'P0002';
+    end if;
+    return ch;
+end $$;
+
+-- The channel of every thread's events, for the roles that may read agentq.installation (the owner,
+-- agentq_worker, agentq_reader); 42501 for the others.
+create or replace function agentq.events_channel() returns text
+language plpgsql stable as $$
+begin
+    if not has_table_privilege('agentq.installation', 'select') then
+        raise exception 'only the owner, agentq_worker and agentq_reader may follow every thread'
+            using errcode = '42501', hint = 'follow one thread at a time with agentq.listen(thread_id)';
+    end if;
+    return (select i.events_channel from agentq.installation i);
+end $$;
+
+-- A thread's channel is set when it is created and never changes.
+create or replace function agentq.threads_channel() returns trigger
+language plpgsql as $$
+begin
+    if tg_op = 'INSERT' then
+        new.channel := 'agentq_t_' || replace(gen_random_uuid()::text, '-', '');
+    else
+        new.channel := old.channel;
+    end if;
+    return new;
+end $$;
+drop trigger if exists threads_channel on agentq.threads;
+create trigger threads_channel before insert or update of channel on agentq.threads
+    for each row execute function agentq.threads_channel();
+
+-- Sends events, in order, each on its thread's channel and on the channel of every thread's events,
+-- from the caller's transaction (so a listener never sees an event before the row is visible). An
+-- event goes only to threads the caller can see, and on the all-threads channel only when the caller
+-- may read agentq.installation. Payloads stay under 8000 bytes: a text that does not fit is dropped
+-- and "truncated": true tells the reader to fetch the row; an event still too big (large tool
+-- arguments in a result, say) keeps only its ids, type and status.
 create or replace function agentq.emit_all(p_events jsonb[]) returns void
-language sql as $$
-    -- One statement for the whole batch; a nested loop over the ordered array keeps the order.
-    select count(pg_notify(c.channel, e.payload))
-      from (select x.n, s.ev->>'thread_id' as thread_id,
-                   case when octet_length(s.ev::text) > 7900 then (s.ev - 'text' || '{"truncated": true}')::text
-                        else s.ev::text end as payload
-              from unnest(p_events) with ordinality as x(ev, n)
-              cross join lateral (select jsonb_strip_nulls(x.ev) as ev) s) e
-      cross join lateral (values (1, agentq.thread_channel(e.thread_id::uuid)), (2, 'agentq_events')) as c(k, channel)
-     where c.channel is not null
-$$;
+language plpgsql as $$
+declare
+    all_channel text;
+    r record;
+begin
+    if has_table_privilege('agentq.installation', 'select') then
+        select i.events_channel into all_channel from agentq.installation i;
+    end if;
+    for r in
+        select c.channel, e.payload
+          from (select x.n, (s.ev->>'thread_id')::uuid as thread_id,
+                       case when octet_length(s.ev::text) <= 7900 then s.ev::text
+                            when octet_length((s.ev - 'text')::text) <= 7880 then (s.ev - 'text' || '{"truncated": true}')::text
+                            else (jsonb_strip_nulls(jsonb_build_object(
+                                      'type', s.ev->'type', 'thread_id', s.ev->'thread_id', 'job_id', s.ev->'job_id',
+                                      'message_id', s.ev->'message_id', 'stream_id', s.ev->'stream_id', 'seq', s.ev->'seq',
+                                      'status', s.ev->'status')) || '{"truncated": true}')::text
+                       end as payload
+                  from unnest(p_events) with ordinality as x(ev, n)
+                  cross join lateral (select jsonb_strip_nulls(x.ev) as ev) s) e
+          left join agentq.threads t on t.id = e.thread_id
+         cross join lateral (values (1, t.channel), (2, all_channel)) as c(k, channel)
+         where c.channel is not null
+         order by e.n, c.k
+    loop
+        perform pg_notify(r.channel, r.payload);
+    end loop;
+end $$;
 
 -- Sends one event (see emit_all).
 create or replace function agentq.emit(p_event jsonb) returns void
 language sql as $$ select agentq.emit_all(array[p_event]) $$;
 
--- LISTEN to one thread's events (or to every event with null), and register this session so that
--- producers send their enqueue-time events (job.queued, message.created) while it listens.
+-- LISTEN to one thread's events (or to every thread's with null, for the roles events_channel()
+-- allows), and register this session so that producers send their enqueue-time events
+-- (job.queued, message.created) while it listens.
 create or replace function agentq.listen(thread_id uuid default null) returns void
 language plpgsql as $$
 declare
-    ch text := coalesce(agentq.thread_channel(thread_id), 'agentq_events');
+    ch text := case when listen.thread_id is null then agentq.events_channel() else agentq.thread_channel(listen.thread_id) end;
 begin
     execute format('listen %I', ch);
     insert into agentq.listeners (channel, pid, backend_start)
@@ -61,17 +127,20 @@ end $$;
 create or replace function agentq.unlisten(thread_id uuid default null) returns void
 language plpgsql as $$
 declare
-    ch text := coalesce(agentq.thread_channel(thread_id), 'agentq_events');
+    ch text := case when unlisten.thread_id is null then agentq.events_channel() else agentq.thread_channel(unlisten.thread_id) end;
 begin
     execute format('unlisten %I', ch);
     delete from agentq.listeners where channel = ch and pid = pg_backend_pid();
 end $$;
 
--- True when a registered session listens to this thread or to all events.
-create or replace function agentq.has_listeners(p_thread_id uuid) returns boolean
-language sql stable as $$
-    select exists (select 1 from agentq.listeners
-                   where channel in ('agentq_events', agentq.thread_channel(p_thread_id)))
+-- True when a registered session listens to this channel (a thread's, which the caller read from
+-- the thread's row) or to every thread. Security definer: a producer sees only its own rows of
+-- agentq.listeners, and learns nothing here but whether to send.
+create or replace function agentq.has_listeners(p_channel text) returns boolean
+language sql stable security definer set search_path = pg_catalog, agentq, pg_temp as $$
+    select exists (select 1 from agentq.listeners l
+                    where l.channel = p_channel
+                       or l.channel = (select i.events_channel from agentq.installation i))
 $$;
 
 -- Validation ----------------------------------------------------------------------------------------
@@ -177,6 +246,42 @@ language sql immutable as $$
     select case when jsonb_typeof(v) = 'boolean' then (v #>> '{}')::boolean else fallback end
 $$;
 
+-- Limits ------------------------------------------------------------------------------------------
+
+-- True when the current role is held to the producer's rules: every role that row-level security
+-- restricts (it is active for agentq.jobs) except agentq_worker. The owner and superusers bypass row
+-- security, so they are not; nor is a security definer function's body (it runs as the owner). The
+-- triggers below use it to keep a producer to the changes the producer API makes.
+create or replace function agentq.limited_session() returns boolean
+language sql stable as $$
+    select row_security_active('agentq.jobs') and not pg_has_role('agentq_worker', 'usage')
+$$;
+
+-- Checks what a producer asks of a job (or of a thread's agent_options) against the limits the owner
+-- sets in agentq.settings: priority_min..priority_max, max_attempts_limit, allow_log_raw. 22023
+-- names the limit and its setting.
+create or replace function agentq.check_limits(p_priority int, p_max_attempts int, p_log_raw jsonb) returns void
+language plpgsql stable as $$
+declare
+    lo int := coalesce((agentq.setting('priority_min') #>> '{}')::int, -100);
+    hi int := coalesce((agentq.setting('priority_max') #>> '{}')::int, 100);
+    most int := coalesce((agentq.setting('max_attempts_limit') #>> '{}')::int, 20);
+begin
+    if p_priority not between lo and hi then
+        raise exception 'priority % is outside the range a producer may set (% to %)', p_priority, lo, hi
+            using errcode = '22023', hint = 'the range is the settings priority_min and priority_max';
+    end if;
+    if p_max_attempts > most then
+        raise exception 'max_attempts % is over the limit of %', p_max_attempts, most
+            using errcode = '22023', hint = 'the limit is the setting max_attempts_limit';
+    end if;
+    if jsonb_typeof(p_log_raw) = 'boolean' and p_log_raw::text::boolean
+       and not coalesce((agentq.setting('allow_log_raw') #>> '{}')::boolean, false) then
+        raise exception 'log_raw is not allowed for producers' using errcode = '22023',
+            hint = 'the owner allows it with the setting allow_log_raw, or sets log_raw in an agent''s options';
+    end if;
+end $$;
+
 -- Threads -----------------------------------------------------------------------------------------
 
 -- The user this session acts for: the `agentq.user_id` setting (`set agentq.user_id = 'u1'`, or
@@ -184,6 +289,18 @@ $$;
 -- it, and new threads and jobs default to it.
 create or replace function agentq.current_user_id() returns text
 language sql stable as $$ select nullif(current_setting('agentq.user_id', true), '') $$;
+
+-- A producer's thread agent_options are held to the limits (the worker merges them into every job of
+-- the thread, after the enqueue).
+create or replace function agentq.threads_check_limits() returns trigger
+language plpgsql as $$
+begin
+    perform agentq.check_limits(0, 1, new.metadata #> '{agent_options,log_raw}');
+    return new;
+end $$;
+drop trigger if exists threads_check_limits on agentq.threads;
+create trigger threads_check_limits before insert or update of metadata on agentq.threads
+    for each row when (agentq.limited_session()) execute function agentq.threads_check_limits();
 
 create or replace function agentq.create_thread(user_id text default null, title text default null,
                                                 summary text default null, metadata jsonb default '{}')
@@ -320,12 +437,37 @@ begin
         new_ord := t.last_ord;
         new_step := 0;
     end if;
+    -- A message is its thread's user's: user-wide search, context and embedding costs follow it.
+    if p_user_id is not null and p_user_id is distinct from t.user_id then
+        raise exception 'user_id "%" is not the user of thread %: a message belongs to its thread''s user', p_user_id, p_thread_id
+            using errcode = '22023', hint = 'leave user_id null';
+    end if;
     insert into agentq.messages (thread_id, user_id, agent_name, ord, step, role, content, text, embed, job_id)
-    values (p_thread_id, coalesce(p_user_id, t.user_id), p_agent_name, new_ord, new_step, p_role,
+    values (p_thread_id, t.user_id, p_agent_name, new_ord, new_step, p_role,
             jsonb_build_array(jsonb_build_object('type', 'text', 'text', p_text)), p_text, coalesce(p_embed, true), p_job_id)
     returning * into m;
     return m;
 end $$;
+
+-- Every message, however written, carries its thread's user (user-wide search and memory read
+-- threads' ownership, but embeddings and embed jobs copy the message's user). A producer naming
+-- another user gets 42501; other roles' rows simply take the thread's.
+create or replace function agentq.messages_user() returns trigger
+language plpgsql as $$
+declare
+    owner_id text;
+begin
+    select t.user_id into owner_id from agentq.threads t where t.id = new.thread_id;
+    if new.user_id is distinct from owner_id and new.user_id is not null and agentq.limited_session() then
+        raise exception 'user_id "%" is not the user of thread %: a message belongs to its thread''s user', new.user_id, new.thread_id
+            using errcode = '42501';
+    end if;
+    new.user_id := owner_id;
+    return new;
+end $$;
+drop trigger if exists messages_user on agentq.messages;
+create trigger messages_user before insert or update of user_id, thread_id on agentq.messages
+    for each row execute function agentq.messages_user();
 
 create or replace function agentq.save_message(thread_id uuid, role text, content text, user_id text default null,
                                                agent_name text default null, embed boolean default true)
@@ -337,7 +479,7 @@ begin
         raise exception 'thread_id must not be null' using errcode = '22004';
     end if;
     m := agentq.insert_message(thread_id, role, content, user_id, agent_name, embed, null);
-    if agentq.has_listeners(m.thread_id) then
+    if agentq.has_listeners((select t.channel from agentq.threads t where t.id = m.thread_id)) then
         perform agentq.emit(jsonb_build_object('type', 'message.created', 'thread_id', m.thread_id,
                                                'message_id', m.id, 'status', m.status));
     end if;
@@ -395,6 +537,20 @@ begin
     new.idempotency_key := coalesce(new.options->>'idempotency_key', new.idempotency_key);
     new.agent_name := coalesce(new.agent_name, 'default');
     new.blocked := false;
+    -- A producer enqueues generations (embed jobs come from the owner's triggers), within the owner's
+    -- limits, and names no state the worker would trust. Its thread and prompt are checked below
+    -- under its row-level security, so it never names another user's.
+    if agentq.limited_session() then
+        if new.kind <> 'generate' or new.message_ids is not null then
+            raise exception 'a producer may enqueue generate jobs only, without message_ids' using errcode = '42501';
+        end if;
+        perform agentq.check_limits(new.priority, new.max_attempts, new.options->'log_raw');
+        new.result := null;
+        new.last_error := null;
+        new.lease_expires_at := null;
+        new.started_at := null;
+        new.cancel_requested := false;
+    end if;
 
     if new.kind <> 'generate' then
         return new;
@@ -464,7 +620,7 @@ begin
                                   and not h.blocked and not h.concurrent and h.kind = 'generate');
     end if;
 
-    if agentq.has_listeners(new.thread_id) then
+    if agentq.has_listeners(t.channel) then
         if m.id is not null then
             perform agentq.emit(jsonb_build_object('type', 'message.created', 'thread_id', new.thread_id,
                                                    'message_id', m.id, 'job_id', new.id, 'status', 'success'));
@@ -485,6 +641,57 @@ drop trigger if exists jobs_before_insert on agentq.jobs;
 create trigger jobs_before_insert before insert on agentq.jobs
     for each row execute function agentq.jobs_before_insert();
 
+-- A producer changes its jobs only as the producer API does (it runs with the producer's rights, so
+-- row-level security alone would let a direct UPDATE rewrite any column the worker trusts: thread,
+-- prompt, options, message_ids). Allowed: cancelling an unfinished job (cancel, delete_thread,
+-- supersede_parked), asking a running one to stop, unblocking a queued one (unblock_next), and putting
+-- a parked job whose calls are all answered back in the queue (resume_if_answered). Anything else
+-- is 42501 naming the columns.
+create or replace function agentq.jobs_before_update() returns trigger
+language plpgsql as $$
+declare
+    changed text[];
+    allowed text[];
+    ok boolean;
+begin
+    select coalesce(array_agg(n.key order by n.key), '{}') into changed
+      from jsonb_each(to_jsonb(new)) n join jsonb_each(to_jsonb(old)) o on o.key = n.key
+     where n.value is distinct from o.value;
+    if changed = '{}' then
+        return new;
+    end if;
+    case
+        when new.status = 'cancelled' and old.status in ('queued', 'running', 'requires_action') then
+            allowed := array['status', 'blocked', 'finished_at', 'last_error', 'lease_expires_at', 'cancel_requested'];
+            ok := not new.blocked;
+        when new.status = 'queued' and old.status = 'requires_action' then
+            allowed := array['status', 'run_at', 'max_attempts', 'result'];
+            ok := new.run_at <= now() and new.max_attempts = old.max_attempts + 1 and new.result is null
+                  and not exists (select 1 from agentq.tool_calls tc
+                                   where tc.job_id = old.id and tc.status in ('awaiting_client', 'awaiting_approval'));
+        when new.status = 'running' and old.status = 'running' then
+            allowed := array['cancel_requested'];
+            ok := new.cancel_requested;
+        when new.status = 'queued' and old.status = 'queued' then
+            allowed := array['blocked'];
+            ok := not new.blocked;
+        else
+            allowed := array['status'];
+            ok := false;
+    end case;
+    if not (changed <@ allowed) or not ok then
+        raise exception 'a producer may not change % of job % (status % to %)', array_to_string(changed, ', '), old.id,
+                        old.status, new.status
+            using errcode = '42501',
+                  hint = 'jobs change through agentq.cancel, agentq.submit_tool_outputs and agentq.approve_tool_call';
+    end if;
+    return new;
+end $$;
+
+drop trigger if exists jobs_before_update on agentq.jobs;
+create trigger jobs_before_update before update on agentq.jobs
+    for each row when (agentq.limited_session()) execute function agentq.jobs_before_update();
+
 -- Saves the prompt as a user message (unless prompt_message_id names a saved one) and enqueues a
 -- generate job, in the caller's transaction. Returns the job id. thread_id null creates a thread.
 -- An options.idempotency_key already used returns that key's job and saves nothing.
@@ -494,13 +701,21 @@ returns bigint language plpgsql as $$
 declare
     opts jsonb := agentq.check_options(coalesce(options, '{}'));
     job_id bigint;
+    uid text;
 begin
     if opts ? 'prompt' then
         raise exception 'pass the prompt as the prompt argument, not in options' using errcode = '22023';
     end if;
+    -- Keys are scoped by the user the job will carry (its thread's, or the session's for a new thread).
     if opts ? 'idempotency_key' then
-        perform pg_advisory_xact_lock(hashtext('agentq.idempotency:' || (opts->>'idempotency_key')));
-        select j.id into job_id from agentq.jobs j where j.idempotency_key = opts->>'idempotency_key';
+        uid := case when generate.thread_id is null then agentq.current_user_id()
+                    else (select t.user_id from agentq.threads t where t.id = generate.thread_id) end;
+        perform pg_advisory_xact_lock(hashtext('agentq.idempotency:' || coalesce(uid, '') || ':' || (opts->>'idempotency_key')));
+        if uid is null then   -- two statements, so each uses its index (jobs_idempotency_no_user, jobs_idempotency)
+            select j.id into job_id from agentq.jobs j where j.idempotency_key = opts->>'idempotency_key' and j.user_id is null;
+        else
+            select j.id into job_id from agentq.jobs j where j.idempotency_key = opts->>'idempotency_key' and j.user_id = uid;
+        end if;
         if job_id is not null then
             return job_id;
         end if;

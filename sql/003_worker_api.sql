@@ -464,13 +464,14 @@ $$;
 
 -- Housekeeping -----------------------------------------------------------------------------------
 
--- Housekeeping, run by one worker at a time: prunes finished jobs and ended streams' deltas past
--- their retention, and forgets dead listener sessions and workers. Returns what it deleted.
+-- Housekeeping, run by one worker at a time: prunes finished jobs, ended streams' deltas and raw LLM
+-- calls past their retention (job_retention, delta_retention, llm_call_retention), and forgets dead listener sessions and workers. Returns what it deleted.
 create or replace function agentq.prune(p_batch int default 1000) returns jsonb
 language plpgsql as $$
 declare
     jobs_deleted int;
     deltas_deleted int;
+    llm_calls_deleted int;
     stuck uuid[];
 begin
     if not pg_try_advisory_xact_lock(hashtext('agentq.prune')) then
@@ -486,6 +487,11 @@ begin
          where s.status <> 'streaming' and s.updated_at < now() - (agentq.setting('delta_retention') #>> '{}')::interval
          limit p_batch);
     get diagnostics deltas_deleted = row_count;
+    delete from agentq.llm_calls where id in (
+        select id from agentq.llm_calls
+         where at < now() - coalesce(agentq.setting('llm_call_retention') #>> '{}', '7 days')::interval
+         order by at limit p_batch);
+    get diagnostics llm_calls_deleted = row_count;
     -- Backstop: threads with waiting jobs and no head (which the rules above should never leave).
     select coalesce(array_agg(t.id), '{}') into stuck
       from (select th.id from agentq.threads th
@@ -503,7 +509,8 @@ begin
     delete from agentq.listeners l
      where not exists (select 1 from pg_stat_activity a where a.pid = l.pid and a.backend_start = l.backend_start);
     delete from agentq.worker_registry where heartbeat_at < now() - interval '10 minutes';
-    return jsonb_build_object('jobs', jobs_deleted, 'deltas', deltas_deleted, 'threads_unblocked', cardinality(stuck));
+    return jsonb_build_object('jobs', jobs_deleted, 'deltas', deltas_deleted, 'llm_calls', llm_calls_deleted,
+                              'threads_unblocked', cardinality(stuck));
 end $$;
 
 insert into agentq.schema_migrations (version, name) values ('003', 'worker_api') on conflict (version) do nothing;

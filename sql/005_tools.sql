@@ -45,6 +45,33 @@ drop trigger if exists tools_check on agentq.tools;
 create trigger tools_check before insert or update on agentq.tools
     for each row execute function agentq.tools_check();
 
+-- A producer answers calls only as submit_tool_outputs, approve_tool_call and supersede_parked do
+-- (they run with its rights): a waiting call is approved, or gets its result. The call itself (job,
+-- thread, user, tool, kind, arguments) is the worker's record and never changes: run_sql_tool takes
+-- them from the row. Anything else is 42501. (The producer has no INSERT or DELETE on tool_calls.)
+create or replace function agentq.tool_calls_before_update() returns trigger
+language plpgsql as $$
+declare
+    changed text[];
+begin
+    select coalesce(array_agg(n.key order by n.key), '{}') into changed
+      from jsonb_each(to_jsonb(new)) n join jsonb_each(to_jsonb(old)) o on o.key = n.key
+     where n.value is distinct from o.value;
+    if changed = '{}'
+       or (old.status = 'awaiting_approval' and new.status = 'approved' and changed = array['status'])
+       or (old.status in ('awaiting_client', 'awaiting_approval') and new.status = 'done' and new.result_message_id is not null
+           and changed <@ array['status', 'result', 'is_error', 'result_message_id', 'finished_at']) then
+        return new;
+    end if;
+    raise exception 'a producer may not change % of tool call "%" of job % (status % to %)', array_to_string(changed, ', '),
+                    old.tool_call_id, old.job_id, old.status, new.status
+        using errcode = '42501', hint = 'answer calls with agentq.submit_tool_outputs and agentq.approve_tool_call';
+end $$;
+
+drop trigger if exists tool_calls_before_update on agentq.tool_calls;
+create trigger tool_calls_before_update before update on agentq.tool_calls
+    for each row when (agentq.limited_session()) execute function agentq.tool_calls_before_update();
+
 -- Inserts tool-result messages for calls of a job and marks the calls done; a call already done is
 -- left alone (exactly once). Results: [{"tool_call_id", "result", "is_error"}]. Returns the events.
 create or replace function agentq.record_tool_results(p_job_id bigint, p_results jsonb)
@@ -262,7 +289,8 @@ begin
 end $$;
 
 -- Answers client tool calls of a parked job: outputs = [{"tool_call_id", "output", "is_error"?}].
--- Each id must be a call of that job waiting for a client output, answered once. When no call waits
+-- Each id must be a call of that job (its thread and user) waiting for a client output, answered
+-- once; the job is read under the caller's row-level security, so it is the caller's. When no call waits
 -- any more, the job goes back to the queue and continues from where it stopped.
 create or replace function agentq.submit_tool_outputs(job_id bigint, outputs jsonb) returns void
 language plpgsql as $$
@@ -279,7 +307,7 @@ begin
             raise exception 'each output must be {"tool_call_id": "...", "output": ...}, got %', o using errcode = '22023';
         end if;
         select * into c from agentq.tool_calls tc where tc.job_id = j.id and tc.tool_call_id = o->>'tool_call_id';
-        if c.job_id is null then
+        if c.job_id is null or c.thread_id is distinct from j.thread_id or c.user_id is distinct from j.user_id then
             raise exception 'job % has no tool call "%"', j.id, o->>'tool_call_id' using errcode = 'P0002';
         elsif c.status = 'done' then
             raise exception 'tool call "%" of job % was already answered', c.tool_call_id, j.id using errcode = '23505';
@@ -305,7 +333,7 @@ begin
         raise exception 'approved must be true or false' using errcode = '22004';
     end if;
     select * into c from agentq.tool_calls tc where tc.job_id = j.id and tc.tool_call_id = approve_tool_call.tool_call_id for update;
-    if c.job_id is null then
+    if c.job_id is null or c.thread_id is distinct from j.thread_id or c.user_id is distinct from j.user_id then
         raise exception 'job % has no tool call "%"', j.id, tool_call_id using errcode = 'P0002';
     elsif c.status in ('done', 'approved') then
         raise exception 'tool call "%" of job % was already answered', c.tool_call_id, j.id using errcode = '23505';

@@ -51,10 +51,17 @@ language sql immutable as $$ select case when p_dims > 2000 then 'halfvec' else 
 
 -- Creates the HNSW index of a dimension met for the first time; false when it exists. A worker role
 -- saves the first vector of a dimension, but only the table owner may create an index, so the
--- function (a fixed CREATE INDEX on an integer) runs with its owner's rights (security definer), with
--- the search_path of the migration (where pgvector's types are).
+-- function (a fixed CREATE INDEX on an integer) runs with its owner's rights (security definer). Its
+-- search_path is pinned like every security definer function's here (pg_catalog, agentq, pg_temp
+-- last): pgvector's schema (public by default, writable by everyone on PostgreSQL 14 and on
+-- upgraded clusters) is never on it, so an overload planted there cannot run as the owner. The
+-- vector type and operator class are named with the schema the extension is installed in. The
+-- worker may call it (save_embeddings); the producer may not.
 create or replace function agentq.ensure_vector_index(p_dims int) returns boolean
-language plpgsql security definer set search_path from current as $$
+language plpgsql security definer set search_path = pg_catalog, agentq, pg_temp as $$
+declare
+    ext text := (select quote_ident(n.nspname) from pg_extension e join pg_namespace n on n.oid = e.extnamespace
+                  where e.extname = 'vector');
 begin
     if to_regclass('agentq.' || agentq.vector_index_name(p_dims)) is not null then
         return false;
@@ -62,13 +69,13 @@ begin
     if p_dims > 4000 then
         raise exception 'embeddings of % dimensions cannot be indexed (at most 4000)', p_dims using errcode = '22023';
     end if;
-    execute format('create index if not exists %I on agentq.embeddings using hnsw ((embedding::%s(%s)) %s_cosine_ops) where dims = %s',
-                   agentq.vector_index_name(p_dims), agentq.vector_type(p_dims), p_dims, agentq.vector_type(p_dims), p_dims);
+    execute format('create index if not exists %I on agentq.embeddings using hnsw ((embedding::%s.%s(%s)) %s.%s_cosine_ops) where dims = %s',
+                   agentq.vector_index_name(p_dims), ext, agentq.vector_type(p_dims), p_dims, ext, agentq.vector_type(p_dims), p_dims);
     return true;
 end $$;
 
 -- Saves vectors (computed by embed jobs, or elsewhere): [{"message_id", "model", "embedding"}], each
--- taking the message's thread and user.
+-- taking the message's thread and that thread's user.
 -- Creates the index of a dimension met for the first time (an index cannot be created from a
 -- trigger of the table it indexes, so direct INSERTs of a new dimension call ensure_vector_index).
 -- A vector replaces the message's earlier one of the same model. Returns the vectors saved.
@@ -85,9 +92,10 @@ begin
               where jsonb_typeof(x->'embedding') = 'array') s;
     insert into agentq.embeddings (message_id, model, dims, thread_id, user_id, embedding)
     select m.id, r.model, vector_dims(r.embedding::text::vector), m.thread_id,
-           m.user_id, r.embedding::text::vector
+           t.user_id, r.embedding::text::vector
       from jsonb_to_recordset(p_rows) as r(message_id uuid, model text, embedding jsonb)
       join agentq.messages m on m.id = r.message_id
+      join agentq.threads t on t.id = m.thread_id
     on conflict (message_id, model) do update
        set embedding = excluded.embedding, dims = excluded.dims, created_at = now();
     get diagnostics n = row_count;
@@ -98,8 +106,10 @@ end $$;
 -- vectors of `model` and of that dimension), in one thread or across a user's threads, ranked by
 -- reciprocal rank fusion: score = sum over the legs of 1 / (60 + rank). With only a query it is
 -- text search, with only an embedding vector search. Successful, non-tool messages only; a message
--- with search_hidden is found in its thread but not user-wide. Runs as its caller: row-level
--- security applies.
+-- with search_hidden is found in its thread but not user-wide. User-wide means the threads the user
+-- owns (threads.user_id), whatever a row's own user_id says. Runs as its caller: row-level security
+-- applies (the worker, searching for a generation's context, sees every row, so ownership is the
+-- filter).
 do $$ begin
     if to_regtype('agentq.search_hit') is null then
         create type agentq.search_hit as (message_id uuid, thread_id uuid, ord int, step int, role text, text text,
@@ -147,7 +157,8 @@ begin
                       from agentq.messages m, (select websearch_to_tsquery(agentq.text_search_config(), $1) as q) q
                      where $7 and m.tsv @@ q.q and m.status = 'success' and not m.tool
                        and ($2::uuid is null or m.thread_id = $2)
-                       and ($2::uuid is not null or (m.user_id = $3 and not m.search_hidden))
+                       and ($2::uuid is not null or (not m.search_hidden and exists (
+                                select 1 from agentq.threads th where th.id = m.thread_id and th.user_id = $3)))
                      order by rank desc limit $5) s),
         v as materialized (
             select s.id, row_number() over (order by s.dist, s.id)::int as r
@@ -155,7 +166,8 @@ begin
                       from agentq.embeddings e
                      where $8 and e.dims = %2$s and e.model = $6
                        and ($2::uuid is null or e.thread_id = $2)
-                       and ($2::uuid is not null or e.user_id = $3)
+                       and ($2::uuid is not null or exists (
+                                select 1 from agentq.threads th where th.id = e.thread_id and th.user_id = $3))
                      order by dist limit $5) s),
         fused as (
             select coalesce(t.id, v.id) as id, t.r as tr, v.r as vr,
@@ -230,16 +242,16 @@ end $$;
 create or replace function agentq.any_embedding_model() returns boolean
 language sql stable as $$ select exists (select 1 from agentq.agents where embedding_model is not null) $$;
 
--- The three triggers below run with their owner's rights (security definer): the job they enqueue
--- may carry a user other than the session's (a producer may save a message for any user of its
--- thread), and a message edit drops vectors the editor cannot delete itself. They act only on the
--- rows of the statement that fired them.
+-- The three triggers below run with their owner's rights (security definer): they enqueue embed jobs
+-- (a producer may not) and a message edit drops vectors the editor cannot delete itself. They act
+-- only on the rows of the statement that fired them, and their search_path is pinned (see
+-- ensure_vector_index).
 
 -- New messages: one statement's embeddable rows become embed jobs (a batch of replies finished
 -- together is embedded in one request). A prompt saved by `generate` (no agent, the job's id) is
 -- left to the job's trigger below, which knows the job's agent.
 create or replace function agentq.messages_embed_on_insert() returns trigger
-language plpgsql security definer set search_path from current as $$
+language plpgsql security definer set search_path = pg_catalog, agentq, pg_temp as $$
 begin
     if agentq.any_embedding_model() then
         perform agentq.enqueue_embed_jobs(array(select n.id from new_rows n
@@ -252,7 +264,7 @@ end $$;
 -- A generate job's prompt, saved with it, is embedded with the job's agent's model; when that agent
 -- embeds, the prompt takes its name, so a later edit or re-embed finds the same model.
 create or replace function agentq.jobs_embed_prompt() returns trigger
-language plpgsql security definer set search_path from current as $$
+language plpgsql security definer set search_path = pg_catalog, agentq, pg_temp as $$
 declare
     model text;
 begin
@@ -276,7 +288,7 @@ create trigger jobs_embed_prompt after insert on agentq.jobs
 -- embedded again; one that failed, or is no longer embeddable, loses its vectors (so search never
 -- returns it).
 create or replace function agentq.messages_embed_on_update() returns trigger
-language plpgsql security definer set search_path from current as $$
+language plpgsql security definer set search_path = pg_catalog, agentq, pg_temp as $$
 begin
     if exists (select 1 from new_rows n join old_rows o on o.id = n.id
                 where not agentq.embeddable(n) or n.text is distinct from o.text) then

@@ -71,8 +71,18 @@ revoke execute on function
     agentq.prompt_embedding(uuid, text), agentq.save_job_embeddings(text, bigint, int, jsonb),
     agentq.pause_queue(text, text), agentq.resume_queue(text), agentq.requeue_jobs(bigint[]),
     agentq.requeue_failed(bigint), agentq.requeue_failed_jobs(text, text, text, timestamptz, text),
-    agentq.purge(timestamptz, boolean), agentq.reembed(text, uuid, text), agentq.delete_embeddings(text, uuid, text)
+    agentq.purge(timestamptz, boolean), agentq.reembed(text, uuid, text), agentq.delete_embeddings(text, uuid, text),
+    agentq.ensure_vector_index(int), agentq.save_embeddings(jsonb), agentq.reindex_text_search()
   from agentq_producer;
+
+-- Trigger functions are the owner's: a trigger runs its function whatever the role, and nobody
+-- calls one directly.
+revoke execute on function
+    agentq.messages_embed_on_insert(), agentq.jobs_embed_prompt(), agentq.messages_embed_on_update(),
+    agentq.jobs_before_insert(), agentq.jobs_before_update(), agentq.jobs_delete_tool_calls(),
+    agentq.tool_calls_before_update(), agentq.threads_check_limits(), agentq.messages_user(),
+    agentq.messages_tsv(), agentq.agents_check(), agentq.tools_check()
+  from agentq_producer, agentq_worker;
 
 -- The worker serves every user, so it acts for none: the producer API is not its (a SQL tool that
 -- needs to write a user's data does so in its own function, which sees ctx.user_id). Nor are the
@@ -86,32 +96,42 @@ revoke execute on function
     agentq.pause_queue(text, text), agentq.resume_queue(text), agentq.requeue_jobs(bigint[]),
     agentq.requeue_failed(bigint), agentq.requeue_failed_jobs(text, text, text, timestamptz, text),
     agentq.purge(timestamptz, boolean), agentq.cancel_thread_jobs(uuid), agentq.cancel_user_jobs(text),
-    agentq.reembed(text, uuid, text), agentq.delete_embeddings(text, uuid, text)
+    agentq.reembed(text, uuid, text), agentq.delete_embeddings(text, uuid, text), agentq.reindex_text_search()
   from agentq_worker;
 
 -- Tables -----------------------------------------------------------------------------------------
 
 grant usage on all sequences in schema agentq to agentq_worker, agentq_producer;
 
--- Configuration: read by both; changed by the owner only.
-grant select on agentq.settings, agentq.agents, agentq.tools to agentq_worker, agentq_producer;
-grant select on agentq.providers, agentq.queue_pauses, agentq.schema_migrations to agentq_worker;
+-- Configuration: read by both; changed by the owner only. The producer reads the tool registry but
+-- not its targets (webhook URLs may carry tokens), nor the providers (endpoints).
+grant select on agentq.settings, agentq.agents to agentq_worker, agentq_producer;
+grant select on agentq.tools, agentq.providers, agentq.queue_pauses, agentq.schema_migrations to agentq_worker;
+grant select (name, description, parameters, kind, options, created_at) on agentq.tools to agentq_producer;
 
 -- The producer's data.
 grant select, insert, update, delete on agentq.threads to agentq_producer;
 grant select, insert, update on agentq.messages, agentq.jobs to agentq_producer;
 grant select on agentq.streams, agentq.stream_deltas, agentq.usage, agentq.embeddings to agentq_producer;
-grant select, insert, update, delete on agentq.listeners to agentq_producer;   -- agentq.listen()
+grant select, insert, update, delete on agentq.listeners to agentq_producer, agentq_reader;   -- agentq.listen()
 grant select on agentq.worker_registry to agentq_producer;                      -- wake a waiting worker
 
 -- The worker's. It deletes finished jobs and their tool calls (prune) but no streams: they go with
 -- their thread.
 grant select, update on agentq.threads to agentq_worker;
-grant select, insert, update on agentq.messages, agentq.usage, agentq.llm_calls, agentq.streams to agentq_worker;
+grant select, insert, update on agentq.messages, agentq.usage, agentq.streams to agentq_worker;
+grant select, insert, update, delete on agentq.llm_calls to agentq_worker;   -- prune (llm_call_retention)
 grant select, insert, update, delete on agentq.jobs, agentq.stream_deltas, agentq.embeddings, agentq.tool_calls,
       agentq.worker_registry, agentq.listeners to agentq_worker;
 
--- Tool calls: the worker records them; the producer answers the calls of its parked jobs.
+-- Events: the channel of every thread's events is the worker's and the reader's, never the
+-- producer's (agentq.events_channel()); the reader may follow it with agentq.listen(null).
+grant select on agentq.installation to agentq_worker, agentq_reader;
+grant execute on function agentq.events_channel(), agentq.listen(uuid), agentq.unlisten(uuid) to agentq_reader;
+
+-- Tool calls: the worker records them; the producer answers the calls of its parked jobs (the
+-- trigger tool_calls_before_update lets it only approve a waiting call or give its result). Its
+-- UPDATE on jobs is held likewise to the producer API's changes (jobs_before_update).
 grant select, update on agentq.tool_calls to agentq_producer;
 
 -- The dashboards (views run with their owner's rights, so the reader needs no table).
@@ -134,6 +154,15 @@ begin
         execute format('create policy worker_all on agentq.%I to agentq_worker using (true) with check (true)', t);
     end loop;
 end $$;
+
+-- A session sees and removes only its own registrations as a listener (the worker prunes dead ones;
+-- agentq.has_listeners reads them all as the owner).
+alter table agentq.listeners enable row level security;
+drop policy if exists worker_all on agentq.listeners;
+create policy worker_all on agentq.listeners to agentq_worker using (true) with check (true);
+drop policy if exists own_session on agentq.listeners;
+create policy own_session on agentq.listeners to agentq_producer, agentq_reader
+    using (pid = pg_backend_pid()) with check (pid = pg_backend_pid());
 
 -- A producer session owns the threads of its user; messages, streams, deltas, embeddings and tool
 -- calls belong to their thread (the subqueries see only the session's threads and streams, through

@@ -93,8 +93,9 @@ enum BenchSupport {
             {
                 try await Task.sleep(for: .milliseconds(50))
             }
+            let channel = try await scalar(client, "SELECT agentq.events_channel()", as: String.self, logger: logger)
             return try await client.withConnection { connection in
-                return try await connection.listen(on: "agentq_events") { events in
+                return try await connection.listen(on: channel) { events in
                     // Registered after PostgresNIO listens (see ThreadFollower), so producers send their events too.
                     _ = try await connection.query("SELECT agentq.listen(NULL)", logger: logger).collect()
                     var first: [Double] = [], done: [Double] = []

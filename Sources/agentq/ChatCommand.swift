@@ -46,6 +46,9 @@ struct ChatCommand: AsyncParsableCommand {
         do {
             try await withClient(try database.resolve(), logger: logger) { client in
                 let producer = ProducerStore(client: client)
+                guard try await producer.agentExists(firstAgent, logger: logger) else {
+                    throw AgentQueueError(.invalidInput, "unknown agent \"\(firstAgent)\" (agents are rows of agentq.agents)")
+                }
                 let thread: UUID
                 if let threadID { thread = threadID } else { thread = try await producer.createThread(userID: user, logger: logger) }
                 say("thread \(thread) with agent \(firstAgent). Ctrl-C stops a reply; /quit leaves.")
@@ -53,7 +56,7 @@ struct ChatCommand: AsyncParsableCommand {
                 var agent = firstAgent
                 let printer = ReplyPrinter(client: client, thread: thread, logger: logger)
                 while true {
-                    FileHandle.standardOutput.write(Data("\(agent)> ".utf8))
+                    printOut("\(agent)> ")
                     guard let line = readLine() else { say(""); break }
                     let prompt = line.trimmingCharacters(in: .whitespaces)
                     if prompt.isEmpty { continue }
@@ -61,7 +64,14 @@ struct ChatCommand: AsyncParsableCommand {
                     if prompt == "/history" { try await Self.showHistory(producer, thread, logger); continue }
                     if prompt.hasPrefix("/agent") {
                         let name = prompt.dropFirst(6).trimmingCharacters(in: .whitespaces)
-                        if name.isEmpty { say("usage: /agent NAME") } else { agent = name; say("now talking to \(agent)") }
+                        if name.isEmpty {
+                            say("usage: /agent NAME")
+                        } else if try await producer.agentExists(name, logger: logger) {
+                            agent = name
+                            say("now talking to \(agent)")
+                        } else {
+                            say("[error: unknown agent \"\(name)\"; still talking to \(agent)]")
+                        }
                         continue
                     }
                     let (stops, stop) = AsyncStream.makeStream(of: Void.self)
@@ -69,11 +79,17 @@ struct ChatCommand: AsyncParsableCommand {
                     do {
                         let result = try await printer.send(prompt, agent: agent, timeout: timeout, interrupts: stops)
                         if result.status != "succeeded" { say("[\(result.status): \(result.error ?? "no error recorded")]") }
+                    } catch let failed as EnqueueFailed {
+                        say("[error: \(describeDatabaseError(failed.underlying))]")
                     } catch {
                         say("[error: \(describeDatabaseError(error))]")
                     }
                     turn.withLock { $0 = nil }
                     stop.finish()
+                }
+                // A thread made for this chat that never got a message goes.
+                if threadID == nil, (try? await producer.isEmpty(threadID: thread, logger: logger)) == true {
+                    try? await producer.deleteThread(thread, logger: logger)
                 }
             }
         } catch {

@@ -80,8 +80,27 @@ func fail(_ message: String) -> Never {
 
 /// Prints a line unbuffered, so it appears in order with the logs and as it happens (also through a pipe).
 func say(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    printOut(line + "\n")
 }
+
+/// Writes to stdout unbuffered. A reader that went away (`agentq chat | head`) ends the program
+/// quietly, as a closed pipe does for any Unix tool: FileHandle.write would trap on EPIPE, so this
+/// writes with write(2), SIGPIPE ignored.
+func printOut(_ text: String) {
+    _ = ignoreBrokenPipes
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let written = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+        if written < 0 {
+            if errno == EINTR { continue }
+            exit(errno == EPIPE ? 0 : 1)
+        }
+        bytes = bytes.dropFirst(written)
+    }
+}
+
+/// SIGPIPE ignored once, so a closed stdout is an EPIPE error instead of a signal.
+private let ignoreBrokenPipes: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
 
 /// The single value of a one-row query.
 func scalar<T: PostgresDecodable & Sendable>(_ client: PostgresClient, _ query: PostgresQuery, as: T.Type, logger: Logger) async throws -> T

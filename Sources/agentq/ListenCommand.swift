@@ -14,7 +14,7 @@ struct ListenCommand: AsyncParsableCommand {
     @Option(help: "Thread to follow (uuid).")
     var thread: String?
 
-    @Flag(help: "Follow every thread (the agentq_events channel).")
+    @Flag(help: "Follow every thread (agentq.events_channel(); the owner, agentq_worker and agentq_reader may).")
     var all = false
 
     @Flag(help: "Print each event as a JSON line.")

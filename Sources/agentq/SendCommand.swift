@@ -43,9 +43,16 @@ struct SendCommand: AsyncParsableCommand {
                 let producer = ProducerStore(client: client)
                 let thread: UUID
                 if let threadID { thread = threadID } else { thread = try await producer.createThread(userID: user, logger: logger) }
-                FileHandle.standardError.write(Data("thread: \(thread)\n".utf8))
                 let turn = ReplyPrinter(client: client, thread: thread, logger: logger)
-                return try await turn.send(prompt, agent: agent, options: optionsJSON, timeout: timeout)
+                do {
+                    let result = try await turn.send(prompt, agent: agent, options: optionsJSON, timeout: timeout)
+                    if threadID == nil { FileHandle.standardError.write(Data("thread: \(thread)\n".utf8)) }
+                    return result
+                } catch let failed as EnqueueFailed {
+                    // Nothing was enqueued: the thread made for it goes too.
+                    if threadID == nil { try? await producer.deleteThread(thread, logger: logger) }
+                    throw failed.underlying
+                }
             }
             guard result.status == "succeeded" else {
                 fail("job \(result.status): \(result.error ?? "no error recorded")")
@@ -78,8 +85,11 @@ struct ReplyPrinter: Sendable {
         let job = JobBox()
         let follower = ThreadFollower(client: client, threadID: thread, logger: logger)
         let enqueue: @Sendable () async throws -> Void = {
-            let id = try await producer.generate(threadID: thread, prompt: prompt, agent: agent, options: options, logger: logger)
-            job.set(id)
+            do {
+                job.set(try await producer.generate(threadID: thread, prompt: prompt, agent: agent, options: options, logger: logger))
+            } catch {
+                throw EnqueueFailed(underlying: error)
+            }
         }
         let printed = try await follower.withEvents(ready: enqueue) { events in
             try await withThrowingTaskGroup(of: Bool.self) { group in
@@ -88,7 +98,7 @@ struct ReplyPrinter: Sendable {
                     for try await event in events {
                         guard let id = job.get(), event.jobID == id else { continue }
                         if event.type == "stream.delta", let text = event.text, !text.isEmpty {
-                            FileHandle.standardOutput.write(Data(text.utf8))
+                            printOut(text)
                             printedAny = true
                         }
                         if event.isJobFinal { break }
@@ -99,7 +109,7 @@ struct ReplyPrinter: Sendable {
                     group.addTask {
                         for await _ in interrupts {
                             guard let id = job.get() else { continue }
-                            FileHandle.standardOutput.write(Data(" [stopping]".utf8))
+                            printOut(" [stopping]")
                             _ = try await producer.cancel(id, logger: logger)
                         }
                         try await Task.sleep(for: .seconds(365 * 86_400))  // never the first to finish
@@ -128,11 +138,16 @@ struct ReplyPrinter: Sendable {
         guard let id = job.get() else { throw AgentQueueError(.jobFailed, "the prompt was not enqueued") }
         let result = try await producer.jobResult(id, logger: logger)
         if !printed, result.status == "succeeded" {
-            FileHandle.standardOutput.write(Data((result.text ?? result.object.map(\.jsonString) ?? "").utf8))
+            printOut(result.text ?? result.object.map(\.jsonString) ?? "")
         }
-        FileHandle.standardOutput.write(Data("\n".utf8))
+        printOut("\n")
         return result
     }
+}
+
+/// The prompt was not enqueued (an unknown thread or agent, bad options): nothing to wait for.
+struct EnqueueFailed: Error {
+    let underlying: any Error
 }
 
 /// The job id of a turn, set once it is enqueued.

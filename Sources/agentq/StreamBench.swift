@@ -49,8 +49,9 @@ struct StreamBench: AsyncParsableCommand {
                 }
                 let cpuBefore = ProcessStats(pid: worker.processIdentifier)
                 let started = ContinuousClock.now
+                let channel = try await scalar(client, "SELECT agentq.events_channel()", as: String.self, logger: logger)
                 try await client.withConnection { connection in
-                    try await connection.listen(on: "agentq_events") { events in
+                    try await connection.listen(on: channel) { events in
                         let prompt = "[mock words=\(tokens) tps=\(rate)] stream"
                         _ = try await client.query(
                             """

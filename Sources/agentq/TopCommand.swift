@@ -31,7 +31,7 @@ struct TopCommand: AsyncParsableCommand {
                 while iterations.map({ done < $0 }) ?? true {
                     let screen = try await Self.screen(client, logger: logger)
                     // Home the cursor and clear the screen, then draw.
-                    FileHandle.standardOutput.write(Data(("\u{1B}[H\u{1B}[2J" + screen + "\n").utf8))
+                    printOut("\u{1B}[H\u{1B}[2J" + screen + "\n")
                     done += 1
                     if iterations.map({ done >= $0 }) == true { break }
                     try await Task.sleep(for: .milliseconds(Int(interval * 1000)))

@@ -17,7 +17,8 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         guard let url = URLComponents(string: string), let scheme = url.scheme,
             scheme == "postgres" || scheme == "postgresql"
         else {
-            throw AgentQueueError(.configuration, "DATABASE_URL must look like postgresql://user@host:port/database, got \"\(string)\"")
+            throw AgentQueueError(
+                .configuration, "DATABASE_URL must look like postgresql://user@host:port/database, got \"\(Self.redacted(string))\"")
         }
         let query = Dictionary((url.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { _, b in b })
         self.host = url.host.flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
@@ -32,6 +33,22 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         guard ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"].contains(sslMode) else {
             throw AgentQueueError(.configuration, "unknown sslmode \"\(sslMode)\" in DATABASE_URL")
         }
+    }
+
+    /// A connection string as it may be shown in an error: any password (`user:password@`, or a
+    /// `password=` parameter of a URL query or a key=value string) replaced by `***`.
+    static func redacted(_ string: String) -> String {
+        var s = string.replacingOccurrences(
+            of: #"(?i)(password\s*=\s*)('[^']*'|[^&\s]*)"#, with: "$1***", options: .regularExpression)
+        // The userinfo ends at the last "@" and starts after "//" (or at the start, when that is missing).
+        if let at = s.range(of: "@", options: .backwards) {
+            let head = s[..<at.lowerBound]
+            let start = head.range(of: "//")?.upperBound ?? head.startIndex
+            if let colon = head[start...].firstIndex(of: ":") {
+                s.replaceSubrange(s.index(after: colon)..<at.lowerBound, with: "***")
+            }
+        }
+        return s
     }
 
     /// The same server, another database (tests and benches use their own).

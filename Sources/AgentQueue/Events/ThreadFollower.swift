@@ -5,11 +5,12 @@ import PostgresNIO
 /// Follows one thread (or every thread) as it happens: the events (README: Events) as an
 /// `AsyncSequence`, over LISTEN on a pooled connection. When the connection drops it listens again
 /// and catches up from the tables: the deltas past the last `seq` seen of each stream, streams that
-/// ended, and jobs that finished meanwhile, so a reader sees every delta once, in order. A delta too
-/// big for its NOTIFY (`truncated`) is read from its row.
+/// ended, and jobs that finished meanwhile, so a reader sees every delta once, in order. NOTIFY is
+/// only a hint: a delta's text and `seq` always come from its row, so a forged `stream.delta` changes
+/// nothing (and a delta too big for its NOTIFY needs nothing special).
 public struct ThreadFollower: Sendable {
     public let client: PostgresClient
-    /// nil follows every thread (`agentq_events`; no catch-up).
+    /// nil follows every thread (`agentq.events_channel()`, for the roles it allows; no catch-up).
     public let threadID: UUID?
     public let logger: Logger
 
@@ -61,29 +62,25 @@ public struct ThreadFollower: Sendable {
                             for e in try await catchUp(conn, thread: threadID, since: from, tracker: &tracker) { out.yield(e) }
                         }
                         since = started
-                        if !readyDone { readyDone = true; try await ready() }
+                        if !readyDone {
+                            try await ready()
+                            readyDone = true
+                        }
                         do {
                             for try await note in notes {
-                                guard var event = ThreadEvent.parse(note.payload) else { continue }
-                                if event.type == "stream.delta", let stream = event.streamID, let seq = event.seq {
-                                    let expected = tracker.expected(stream)
-                                    if seq < expected { continue }
-                                    // Joined mid-stream (or a gap): the missing deltas come from their rows first.
-                                    if seq > expected {
-                                        for var missed in try await Self.deltas(conn, stream, from: expected, to: seq - 1, logger: logger)
-                                        where tracker.accept(stream, missed.seq ?? -1) {
-                                            missed.threadID = event.threadID; missed.jobID = event.jobID; missed.messageID = event.messageID
-                                            out.yield(missed)
-                                        }
-                                    }
-                                    guard tracker.accept(stream, seq) else { continue }
-                                    if event.truncated == true {
-                                        event.text =
-                                            try await Self.deltas(conn, stream, from: seq, to: seq, logger: logger).first?.text ?? ""
-                                        event.truncated = nil
-                                    }
+                                guard let event = ThreadEvent.parse(note.payload) else { continue }
+                                guard event.type == "stream.delta", let stream = event.streamID, let seq = event.seq else {
+                                    out.yield(event)
+                                    continue
                                 }
-                                out.yield(event)
+                                // A delta event is a hint (any session that knows the channel can
+                                // send one): the deltas up to its seq are read from their rows.
+                                let expected = tracker.expected(stream)
+                                if seq < expected { continue }
+                                for delta in try await Self.deltas(conn, stream, thread: threadID, from: expected, to: seq, logger: logger)
+                                where tracker.accept(stream, delta.seq ?? -1) {
+                                    out.yield(delta)
+                                }
                             }
                         } catch is CancellationError {
                             // The reader is done: forget the registration (a dead session's is pruned).
@@ -94,7 +91,8 @@ public struct ThreadFollower: Sendable {
                 }
             } catch {
                 if Task.isCancelled { return }
-                if !readyDone { throw error }  // never connected: the caller should hear of it
+                // Never connected, or `ready` (the caller's enqueue) failed: the caller hears of it.
+                if !readyDone { throw error }
                 logger.warning("following the thread failed; listening again", metadata: ["error": "\(describeDatabaseError(error))"])
                 try await Task.sleep(for: .milliseconds(500))
             }
@@ -146,11 +144,11 @@ public struct ThreadFollower: Sendable {
         return events
     }
 
-    /// The channel of the thread (or `agentq_events`).
+    /// The channel of the thread (or of every thread's events).
     private static func channel(_ conn: PostgresConnection, _ thread: UUID?, logger: Logger) async throws -> String {
         for try await c in try await conn.query(
             """
-            SELECT coalesce(agentq.thread_channel(\(thread)), 'agentq_events')
+            SELECT CASE WHEN \(thread)::uuid IS NULL THEN agentq.events_channel() ELSE agentq.thread_channel(\(thread)) END
             """, logger: logger
         ).decode(String.self) { return c }
         throw AgentQueueError(.notFound, "agentq.thread_channel returned nothing")
@@ -165,18 +163,24 @@ public struct ThreadFollower: Sendable {
         throw AgentQueueError(.notFound, "agentq.listen returned nothing")
     }
 
-    private static func deltas(_ conn: PostgresConnection, _ stream: UUID, from: Int, to: Int, logger: Logger) async throws -> [ThreadEvent]
-    {
+    /// The deltas `from...to` of a stream, from their rows (of the followed thread only), with the
+    /// stream's thread, job and message.
+    private static func deltas(
+        _ conn: PostgresConnection, _ stream: UUID, thread: UUID?, from: Int, to: Int, logger: Logger
+    ) async throws -> [ThreadEvent] {
         var out: [ThreadEvent] = []
-        for try await (seq, text) in try await conn.query(
+        for try await (threadID, job, message, seq, text) in try await conn.query(
             """
-            SELECT seq, text FROM agentq.stream_deltas WHERE stream_id = \(stream) AND seq BETWEEN \(from)::int AND \(to)::int
-             ORDER BY seq
+            SELECT s.thread_id, s.job_id, s.message_id, d.seq, d.text
+              FROM agentq.streams s JOIN agentq.stream_deltas d ON d.stream_id = s.id
+             WHERE s.id = \(stream) AND (\(thread)::uuid IS NULL OR s.thread_id = \(thread))
+               AND d.seq BETWEEN \(from)::int AND \(to)::int
+             ORDER BY d.seq
             """, logger: logger
-        ).decode((Int, String).self) {
+        ).decode((UUID, Int64?, UUID?, Int, String).self) {
             out.append(
                 ThreadEvent(
-                    type: "stream.delta", threadID: nil, jobID: nil, messageID: nil, streamID: stream, seq: seq,
+                    type: "stream.delta", threadID: threadID, jobID: job, messageID: message, streamID: stream, seq: seq,
                     status: nil, text: text, truncated: nil))
         }
         return out

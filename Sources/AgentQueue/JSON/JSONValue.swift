@@ -44,7 +44,9 @@ public enum JSONValue: Codable, Hashable, Sendable {
     }
 
     public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
-    public var intValue: Int? { if case .number(let n) = self, n == n.rounded() { return Int(n) }; return nil }
+    /// The number as an Int when it is one exactly (nil for fractions and for numbers past Int's
+    /// range, which `Int(_:)` would trap on: a producer's `1e19` must not crash a worker).
+    public var intValue: Int? { if case .number(let n) = self { return Int(exactly: n) }; return nil }
     public var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
     public var objectValue: [String: JSONValue]? { if case .object(let o) = self { return o }; return nil }
     public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }

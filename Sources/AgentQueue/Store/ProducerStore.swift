@@ -17,6 +17,26 @@ public struct ProducerStore: Sendable {
         throw AgentQueueError(.invalidInput, "create_thread returned no id")
     }
 
+    /// Deletes a thread with its messages (`agentq.delete_thread`).
+    public func deleteThread(_ threadID: UUID, logger: Logger) async throws {
+        _ = try await client.query("SELECT agentq.delete_thread(\(threadID))", logger: logger).collect()
+    }
+
+    /// Whether a thread has no messages (a thread made for a prompt that was never enqueued).
+    public func isEmpty(threadID: UUID, logger: Logger) async throws -> Bool {
+        let rows = try await client.query(
+            "SELECT NOT EXISTS (SELECT 1 FROM agentq.messages WHERE thread_id = \(threadID))", logger: logger)
+        for try await empty in rows.decode(Bool.self) { return empty }
+        return false
+    }
+
+    /// Whether an agent of this name exists.
+    public func agentExists(_ name: String, logger: Logger) async throws -> Bool {
+        let rows = try await client.query("SELECT EXISTS (SELECT 1 FROM agentq.agents WHERE name = \(name))", logger: logger)
+        for try await exists in rows.decode(Bool.self) { return exists }
+        return false
+    }
+
     /// Saves the prompt and enqueues a generate job in one transaction; returns the job id.
     public func generate(
         threadID: UUID?, prompt: String?, agent: String = "default", options: JSONValue = .object([:]),

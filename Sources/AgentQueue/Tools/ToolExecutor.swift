@@ -45,7 +45,9 @@ struct ToolExecutor {
     }
 
     /// Runs the calls an earlier attempt left open (approved calls, HTTP/Swift calls a crash cut
-    /// off) and returns their results as context rows.
+    /// off) and returns their results as context rows. A stored call is checked again as a new one
+    /// is (`ToolStepPlan`): a tool outside the job's own tool set, or arguments its schema refuses,
+    /// give an error result and run nothing.
     func resume(promptOrd: Int?) async throws -> [ContextMessage] {
         let runnable = tools.open.filter { !$0.waits }
         guard !runnable.isEmpty else { return [] }
@@ -55,7 +57,14 @@ struct ToolExecutor {
         for call in runnable {
             guard let tool = tools.definitions[call.name] else {
                 step.results[call.id] = ToolResult(
-                    value: ToolStepPlan.errorResult("tool \"\(call.name)\" is no longer available"),
+                    value: ToolStepPlan.errorResult("tool \"\(call.name)\" is not one of this job's tools (or is no longer available)"),
+                    isError: true)
+                continue
+            }
+            let problems = JSONSchemaValidator(schema: tool.parameters).problems(in: call.arguments)
+            if !problems.isEmpty {
+                step.results[call.id] = ToolResult(
+                    value: ToolStepPlan.errorResult("invalid arguments: " + problems.prefix(5).joined(separator: "; ")),
                     isError: true)
                 continue
             }

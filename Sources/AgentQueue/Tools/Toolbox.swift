@@ -15,20 +15,20 @@ public struct Toolbox: Sendable {
     }
 
     /// Each generation's tool set (Swift tools first, then `agentq.tools` rows: one query for the
-    /// batch) and, for retried or resumed attempts, the calls left open. Jobs without tools cost no
-    /// query.
+    /// batch) and, for retried or resumed attempts, the calls left open. Only the job's own tool set
+    /// is resolved: an open call naming another tool finds no definition (the executor answers it
+    /// with an error). Jobs without tools cost no query.
     func resolve(_ jobs: [(job: ClaimedJob, settings: GenerationSettings)], logger: Logger) async throws -> [Int64: JobTools] {
         let withTools = jobs.filter { !$0.settings.toolNames.isEmpty }
         guard !withTools.isEmpty else { return [:] }
         let open = try await store.openCalls(jobIDs: withTools.filter { $0.job.attempt > 1 }.map(\.job.id), logger: logger)
-        let wanted = Set(withTools.flatMap(\.settings.toolNames)).union(open.values.joined().map(\.name))
-            .subtracting(swiftTools.keys)
+        let wanted = Set(withTools.flatMap(\.settings.toolNames)).subtracting(swiftTools.keys)
         var definitions = try await store.definitions(named: wanted.sorted(), logger: logger)
         for (name, tool) in swiftTools { definitions[name] = ToolDefinition(tool) }
         var tools: [Int64: JobTools] = [:]
         for (job, settings) in withTools {
             let openCalls = open[job.id] ?? []
-            let needed = Set(settings.toolNames).union(openCalls.map(\.name))
+            let needed = Set(settings.toolNames)
             tools[job.id] = JobTools(
                 definitions: definitions.filter { needed.contains($0.key) },
                 missing: settings.toolNames.filter { definitions[$0] == nil }, open: openCalls)

@@ -12,8 +12,8 @@ struct JobListener: Service {
     let logger: Logger
     /// A wake-up: work may be waiting.
     let onWake: @Sendable () -> Void
-    /// A cancel request for a job id.
-    let onCancel: @Sendable (Int64) -> Void
+    /// A cancel notification for a job id (a hint: the handler checks the row).
+    let onCancel: @Sendable (Int64) async -> Void
 
     func run() async {
         await cancelWhenGracefulShutdown { await listen() }
@@ -29,7 +29,7 @@ struct JobListener: Service {
                         onWake()
                         for try await notification in notifications {
                             if notification.payload.hasPrefix("cancel:"), let id = Int64(notification.payload.dropFirst(7)) {
-                                onCancel(id)
+                                await onCancel(id)
                             } else {
                                 onWake()
                             }

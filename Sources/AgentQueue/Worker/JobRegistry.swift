@@ -45,6 +45,9 @@ public final class JobRegistry: Sendable {
     public var ids: [Int64] { jobs.withLock { Array($0.keys) } }
     public var count: Int { jobs.withLock { $0.count } }
 
+    /// Whether a job is held.
+    public func holds(_ id: Int64) -> Bool { jobs.withLock { $0[id] != nil } }
+
     /// Stops one job, if held.
     public func stop(_ id: Int64, _ reason: StopReason) {
         jobs.withLock { $0[id] }?.control.stop(reason)

@@ -34,6 +34,17 @@ struct LeaseKeeper: Service {
         }
     }
 
+    /// A cancel notification names `id`: NOTIFY is only a hint (any session can send one), so the
+    /// job stops only when its row says its cancel was requested.
+    func cancelNotified(_ id: Int64) async {
+        guard registry.holds(id) else { return }
+        do {
+            if try await store.cancelRequested(among: [id], logger: logger).contains(id) { registry.stop(id, .cancelRequested) }
+        } catch {
+            logger.warning("checking a cancel request failed", metadata: ["job_id": "\(id)", "error": "\(describeDatabaseError(error))"])
+        }
+    }
+
     /// Time budgets, and the fallback for missed cancel notifications.
     private func checks() async {
         while !Task.isCancelled {

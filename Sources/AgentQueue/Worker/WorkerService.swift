@@ -93,14 +93,13 @@ public struct WorkerService: Service {
                 defaultRecentMessages: configuration.recentMessages),
             embed: EmbedHandler(runner: EmbedRunner(models: models, store: memory, policy: policy)),
             state: state, policy: policy, logger: logger)
+        let leaseKeeper = LeaseKeeper(store: store, registry: state.registry, configuration: configuration, logger: logger)
         return [
             Maintenance(store: store, models: models, configuration: configuration, logger: logger),
             StreamTicker(store: streamStore, state: state, logger: logger),
             Completer(store: store, state: state, configuration: configuration, logger: logger),
-            LeaseKeeper(store: store, registry: state.registry, configuration: configuration, logger: logger),
-            JobListener(
-                client: client, logger: logger, onWake: { state.wake(.wake) },
-                onCancel: { id in state.registry.stop(id, .cancelRequested) }),
+            leaseKeeper,
+            JobListener(client: client, logger: logger, onWake: { state.wake(.wake) }, onCancel: { await leaseKeeper.cancelNotified($0) }),
             ClaimLoop(store: store, dispatcher: dispatcher, state: state, configuration: configuration, logger: logger)
         ]
     }

@@ -9,12 +9,7 @@ import Testing
     @Test func ctrlCCancelsTheRunningReplyAndTheConversationGoesOn() async throws {
         try await TestDatabase.with("cli_chat") { client, url in
             let worker = try WorkerProcess(url: url)
-            let chat = Process()
-            chat.executableURL = URL(fileURLWithPath: try agentqBinary())
-            chat.arguments = ["chat", "--database-url", url.libpqURL]
-            let (input, output) = (Pipe(), Pipe())
-            chat.standardInput = input
-            chat.standardOutput = output
+            let (chat, input, output) = try Self.chat(url)
             chat.standardError = output
             let seen = Mutex("")
             output.fileHandleForReading.readabilityHandler = { handle in
@@ -47,5 +42,16 @@ import Testing
             worker.signal(SIGTERM)
             _ = await worker.waitForExit()
         }
+    }
+
+    /// An `agentq chat` process on `url` with pipes for stdin and stdout (not started).
+    static func chat(_ url: DatabaseURL) throws -> (process: Process, input: Pipe, output: Pipe) {
+        let chat = Process()
+        chat.executableURL = URL(fileURLWithPath: try agentqBinary())
+        chat.arguments = ["chat", "--database-url", url.libpqURL]
+        let (input, output) = (Pipe(), Pipe())
+        chat.standardInput = input
+        chat.standardOutput = output
+        return (chat, input, output)
     }
 }

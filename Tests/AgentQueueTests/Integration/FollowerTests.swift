@@ -28,7 +28,8 @@ import Testing
                         try await client.run(
                             """
                             SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                             WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%agentq_thread_%'
+                             WHERE datname = current_database() AND pid <> pg_backend_pid()
+                               AND (query LIKE 'LISTEN%agentq_t_%' OR query LIKE '%FROM agentq.streams s JOIN agentq.stream_deltas%')
                             """)
                     }
                     if !view.needsReload.isEmpty {

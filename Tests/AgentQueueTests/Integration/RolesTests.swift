@@ -189,7 +189,7 @@ import Testing
                 """, as: (String, Bool).self)
             let shared: Set = [
                 "schema_migrations", "settings", "providers", "agents", "tools", "worker_registry",
-                "listeners", "queue_pauses"
+                "installation", "queue_pauses"
             ]
             for (table, secured) in tables {
                 #expect(secured != shared.contains(table), "\(table): row-level security \(secured ? "on" : "off")")

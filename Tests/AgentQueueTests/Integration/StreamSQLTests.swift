@@ -107,3 +107,30 @@ import Testing
         }
     }
 }
+
+extension StreamSQLTests {
+    /// An event too big for a NOTIFY even without its text (large tool arguments in a result) goes
+    /// out as its ids, type and status, marked truncated, instead of failing the transaction.
+    @Test func anEventTooBigForANotifyKeepsItsIdsAndFailsNothing() async throws {
+        try await TestDatabase.with("stream_big_event") { client, _ in
+            let thread: UUID = try await client.scalar("SELECT agentq.create_thread()")
+            let channel: String = try await client.scalar("SELECT agentq.thread_channel(\(thread))")
+            let seen = try await client.withConnection { conn in
+                try await conn.listen(on: channel) { events -> ThreadEvent? in
+                    try await client.run(
+                        """
+                        SELECT agentq.emit(jsonb_build_object('type', 'job.requires_action', 'thread_id', \(thread)::text,
+                                           'job_id', 7, 'status', 'requires_action', 'text', repeat('t', 9000),
+                                           'result', jsonb_build_object('args', repeat('a', 9000))))
+                        """)
+                    for try await note in events {
+                        #expect(note.payload.utf8.count < 8000 && !note.payload.contains("aaaa"))
+                        return ThreadEvent.parse(note.payload)
+                    }
+                    return nil
+                }
+            }
+            #expect(seen?.type == "job.requires_action" && seen?.jobID == 7 && seen?.truncated == true)
+        }
+    }
+}

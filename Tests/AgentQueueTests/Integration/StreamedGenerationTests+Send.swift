@@ -43,4 +43,42 @@ extension StreamedGenerationTests {
             _ = await worker.waitForExit()
         }
     }
+
+    /// A prompt that cannot be enqueued (unknown thread or agent, bad options) fails at once with the
+    /// SQL error and leaves nothing behind; a reader that closes the pipe ends the command quietly.
+    @Test(.timeLimit(.minutes(1)))
+    func theSendCommandFailsAtOnceOnBadInputAndCreatesNothing() async throws {
+        try await TestDatabase.with("stream_cli_bad") { client, url in
+            func send(_ extra: [String]) throws -> (Int32, String, String) {
+                try runAgentq(["send", "--database-url", url.libpqURL, "--timeout", "300"] + extra + ["hello"])
+            }
+            let (noAgent, _, agentError) = try send(["--agent", "nosuch"])
+            #expect(noAgent == 1 && agentError.contains("unknown agent \"nosuch\""), "\(agentError)")
+            let (noThread, _, threadError) = try send(["--thread", UUID().uuidString])
+            #expect(noThread == 1 && threadError.contains("not found"), "\(threadError)")
+            let (badOptions, _, optionsError) = try send(["--options", #"{"priority": "high"}"#])
+            #expect(badOptions == 1 && optionsError.contains("priority"), "\(optionsError)")
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.threads") == 0, "no thread left behind")
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.jobs") == 0)
+        }
+    }
+
+    /// `agentq chat | head`: a reader that is gone ends the chat quietly (exit 0), never a trap; an
+    /// unknown agent is refused before any thread is made.
+    @Test(.timeLimit(.minutes(1)))
+    func theChatCommandSurvivesAClosedPipeAndRefusesAnUnknownAgent() async throws {
+        try await TestDatabase.with("chat_cli_pipe") { client, url in
+            let (noAgent, _, agentError) = try runAgentq(["chat", "--database-url", url.libpqURL, "--agent", "nosuch"])
+            #expect(noAgent == 1 && agentError.contains("unknown agent"), "\(agentError)")
+            let (chat, input, output) = try ChatCommandTests.chat(url)
+            chat.standardError = FileHandle.nullDevice
+            try output.fileHandleForReading.close()  // the reader is gone before the first line
+            try chat.run()
+            input.fileHandleForWriting.write(Data("/quit\n".utf8))
+            try input.fileHandleForWriting.close()
+            chat.waitUntilExit()
+            #expect(chat.terminationReason == .exit && chat.terminationStatus == 0)
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.jobs") == 0)
+        }
+    }
 }

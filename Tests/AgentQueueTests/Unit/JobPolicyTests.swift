@@ -160,3 +160,17 @@ import Testing
         #expect(controls.map(\.reason) == [nil, .cancelRequested, .leaseLost])
     }
 }
+
+@Suite struct JSONNumberTests {
+    /// A number past Int's range (a producer's `1e19`) reads as no integer, never a trap.
+    @Test func integersAreReadExactlyOrNotAtAll() throws {
+        #expect(JSONValue.number(42).intValue == 42)
+        #expect(JSONValue.number(2.5).intValue == nil)
+        #expect(JSONValue.number(1e19).intValue == nil)
+        #expect(JSONValue.number(-1e300).intValue == nil)
+        let agent = AgentRecord(name: "a", model: "mock:m", instructions: nil, tools: [], embeddingModel: nil, options: .object([:]))
+        let huge = try JSONValue.parse(#"{"context": {"recent_messages": 1e19}, "max_steps": 1e300, "timeout_ms": 1e19}"#)
+        let settings = try GenerationSettings(agent: agent, threadOptions: huge, jobOptions: .object([:]), defaultRecent: 100)
+        #expect(settings.recentMessages == 100 && settings.maxSteps == 5 && settings.timeout == .seconds(600))
+    }
+}

@@ -77,6 +77,23 @@ import Testing
         #expect(throws: AgentQueueError.self) { try DatabaseURL("mysql://x@y/z") }
         #expect(throws: AgentQueueError.self) { try DatabaseURL("postgres://x@y/z?sslmode=sometimes") }
     }
+
+    /// A URL that does not parse is named in the error without its password (in the userinfo or
+    /// the query), whatever else is wrong with it.
+    @Test func aMalformedURLsErrorHidesItsPassword() {
+        for bad in [
+            "mysql://bob:hunter2@db/app", "postgresql//bob:hunter2@db/app", "bob:hunter2@db:5432/app",
+            "postgres://bob:hunter2@db:port/app", "mysql://db/app?user=bob&password=hunter2",
+            "host=db user=bob password=hunter2 dbname=app", "postgres://bob:hunter2@db/app?sslmode=never"
+        ] {
+            do {
+                _ = try DatabaseURL(bad)
+                Issue.record("\(bad) parsed")
+            } catch {
+                #expect(!"\(error)".contains("hunter2"), "\(error)")
+            }
+        }
+    }
 }
 
 @Suite struct JSONValueTests {
