@@ -251,7 +251,10 @@ $$;
 -- True when the current role is held to the producer's rules: every role that row-level security
 -- restricts (it is active for agentq.jobs) except agentq_worker. The owner and superusers bypass row
 -- security, so they are not; nor is a security definer function's body (it runs as the owner). The
--- triggers below use it to keep a producer to the changes the producer API makes.
+-- triggers below keep a producer to the changes the producer API makes. Their WHEN clauses and the
+-- per-row checks write this expression out: a trigger's WHEN does not inline a SQL function, and
+-- calling one costs about 30 µs a row on every job the worker claims, heartbeats and finishes
+-- (BENCHMARKS.md). HostileProducerTests check both sides: the producer held, the worker not.
 create or replace function agentq.limited_session() returns boolean
 language sql stable as $$
     select row_security_active('agentq.jobs') and not pg_has_role('agentq_worker', 'usage')
@@ -300,7 +303,7 @@ begin
 end $$;
 drop trigger if exists threads_check_limits on agentq.threads;
 create trigger threads_check_limits before insert or update of metadata on agentq.threads
-    for each row when (agentq.limited_session()) execute function agentq.threads_check_limits();
+    for each row when (row_security_active('agentq.jobs'::regclass) and not pg_has_role('agentq_worker', 'usage')) execute function agentq.threads_check_limits();
 
 create or replace function agentq.create_thread(user_id text default null, title text default null,
                                                 summary text default null, metadata jsonb default '{}')
@@ -540,7 +543,8 @@ begin
     -- A producer enqueues generations (embed jobs come from the owner's triggers), within the owner's
     -- limits, and names no state the worker would trust. Its thread and prompt are checked below
     -- under its row-level security, so it never names another user's.
-    if agentq.limited_session() then
+    -- agentq.limited_session(), written out (see there).
+    if row_security_active('agentq.jobs'::regclass) and not pg_has_role('agentq_worker', 'usage') then
         if new.kind <> 'generate' or new.message_ids is not null then
             raise exception 'a producer may enqueue generate jobs only, without message_ids' using errcode = '42501';
         end if;
@@ -690,7 +694,7 @@ end $$;
 
 drop trigger if exists jobs_before_update on agentq.jobs;
 create trigger jobs_before_update before update on agentq.jobs
-    for each row when (agentq.limited_session()) execute function agentq.jobs_before_update();
+    for each row when (row_security_active('agentq.jobs'::regclass) and not pg_has_role('agentq_worker', 'usage')) execute function agentq.jobs_before_update();
 
 -- Saves the prompt as a user message (unless prompt_message_id names a saved one) and enqueues a
 -- generate job, in the caller's transaction. Returns the job id. thread_id null creates a thread.

@@ -70,7 +70,7 @@ end $$;
 
 drop trigger if exists tool_calls_before_update on agentq.tool_calls;
 create trigger tool_calls_before_update before update on agentq.tool_calls
-    for each row when (agentq.limited_session()) execute function agentq.tool_calls_before_update();
+    for each row when (row_security_active('agentq.jobs'::regclass) and not pg_has_role('agentq_worker', 'usage')) execute function agentq.tool_calls_before_update();
 
 -- Inserts tool-result messages for calls of a job and marks the calls done; a call already done is
 -- left alone (exactly once). Results: [{"tool_call_id", "result", "is_error"}]. Returns the events.
