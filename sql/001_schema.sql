@@ -34,6 +34,7 @@ insert into agentq.settings (key, value, description) values
     ('priority_min', '-100', 'Lowest job priority a producer may set (lower runs first; the owner may set any).'),
     ('priority_max', '100', 'Highest job priority a producer may set.'),
     ('max_attempts_limit', '20', 'Highest max_attempts a producer may set on a job.'),
+    ('quarantine_after', '2', 'Lost leases after which a job is failed as quarantined instead of handed to the next worker: its worker died or hung while running it that many times (leases lost to a server restart do not count).'),
     ('allow_log_raw', 'false', 'Whether a producer may set log_raw (raw request and response bodies in agentq.llm_calls) on a job or in a thread''s agent_options; agents'' options, set by the owner, always may.')
 on conflict (key) do nothing;
 
@@ -121,6 +122,7 @@ create table if not exists agentq.jobs (
     priority          int not null default 0,           -- lower runs first
     run_at            timestamptz not null default now(),
     attempt           int not null default 0 check (attempt >= 0),
+    lost_leases       int not null default 0,           -- leases taken back while the server was up (quarantine_after)
     max_attempts      int not null default 5 check (max_attempts between 1 and 100),
     thread_id         uuid references agentq.threads (id) on delete set null,
     user_id           text,
@@ -298,7 +300,8 @@ create unlogged table if not exists agentq.worker_registry (
     in_hand      int not null default 0,
     waiting      boolean not null default false,
     started_at   timestamptz not null default now(),
-    heartbeat_at timestamptz not null default now()
+    heartbeat_at timestamptz not null default now(),
+    lease        interval                  -- its lease: a worker silent for longer lost contact
 );
 
 -- This installation's secrets, one row: the channel of every thread's events, random, readable by the

@@ -170,6 +170,10 @@ declare
     k text;
     v jsonb;
     n numeric;
+    path text[];
+    lo int;
+    hi int;
+    t text;
     allowed constant text[] := array['model', 'instructions', 'tools', 'max_steps', 'max_retries', 'context',
         'storage', 'schema', 'priority', 'run_at', 'max_attempts', 'idempotency_key', 'queue', 'concurrent',
         'temperature', 'stream', 'log_raw', 'prompt', 'timeout_ms', 'embed'];
@@ -179,6 +183,22 @@ begin
     end if;
     if jsonb_typeof(p_options) <> 'object' then
         raise exception 'options must be a JSON object, got %', jsonb_typeof(p_options) using errcode = '22023';
+    end if;
+    -- Nesting past 128 levels is refused (a worker reads no deeper: README, Limits). Counting the
+    -- brackets of the text is cheap; only options with more than 128 of them are walked.
+    t := p_options::text;
+    if length(t) - length(translate(t, '[{', '')) > 128 and exists (
+        with recursive walk(v, depth) as (
+            select p_options, 1
+            union all
+            select c.value, w.depth + 1
+              from walk w
+              cross join lateral (select e.value from jsonb_each(case when jsonb_typeof(w.v) = 'object' then w.v end) e
+                                  union all
+                                  select a.value from jsonb_array_elements(case when jsonb_typeof(w.v) = 'array' then w.v end) a) c
+             where w.depth <= 128 and jsonb_typeof(c.value) in ('object', 'array'))
+        select 1 from walk where depth > 128) then
+        raise exception 'options are nested more than 128 levels deep' using errcode = '22023';
     end if;
     for k, v in select * from jsonb_each(p_options) loop
         if not k = any (allowed) then
@@ -216,6 +236,18 @@ begin
                 if jsonb_typeof(v) <> 'number' then perform agentq.raise_bad_option(k, 'a number', v); end if;
             when k in ('context', 'stream', 'schema') then
                 if jsonb_typeof(v) <> 'object' then perform agentq.raise_bad_option(k, 'a JSON object', v); end if;
+                -- The numbers of the context: an integer past its range is refused (README: Limits);
+                -- other values are ignored, as the worker and agentq.option_int read them.
+                if k = 'context' then
+                    for path, lo, hi in select * from (values ('{recent_messages}'::text[], 0, 10000), ('{search,limit}', 0, 100),
+                            ('{search,message_range,before}', 0, 20), ('{search,message_range,after}', 0, 20)) r loop
+                        if jsonb_typeof(v #> path) = 'number' and (v #>> path)::numeric = trunc((v #>> path)::numeric)
+                            and (v #>> path)::numeric not between lo and hi then
+                            perform agentq.raise_bad_option('context.' || array_to_string(path, '.'),
+                                                            format('an integer between %s and %s', lo, hi), v #> path);
+                        end if;
+                    end loop;
+                end if;
             when k = 'storage' then
                 if jsonb_typeof(v) <> 'object' then perform agentq.raise_bad_option(k, 'a JSON object', v); end if;
                 if v ? 'save_messages' and not (v->>'save_messages' = any (array['promptAndOutput', 'all', 'none'])) then
@@ -293,17 +325,21 @@ end $$;
 create or replace function agentq.current_user_id() returns text
 language sql stable as $$ select nullif(current_setting('agentq.user_id', true), '') $$;
 
--- A producer's thread agent_options are held to the limits (the worker merges them into every job of
--- the thread, after the enqueue).
+-- A thread's agent_options are checked as a job's options are (the worker merges them into every job
+-- of the thread, after the enqueue), and a producer's are held to the limits. Threads without
+-- agent_options cost no check.
 create or replace function agentq.threads_check_limits() returns trigger
 language plpgsql as $$
 begin
-    perform agentq.check_limits(0, 1, new.metadata #> '{agent_options,log_raw}');
+    perform agentq.check_options(new.metadata->'agent_options');
+    if row_security_active('agentq.jobs'::regclass) and not pg_has_role('agentq_worker', 'usage') then
+        perform agentq.check_limits(0, 1, new.metadata #> '{agent_options,log_raw}');
+    end if;
     return new;
 end $$;
 drop trigger if exists threads_check_limits on agentq.threads;
 create trigger threads_check_limits before insert or update of metadata on agentq.threads
-    for each row when (row_security_active('agentq.jobs'::regclass) and not pg_has_role('agentq_worker', 'usage')) execute function agentq.threads_check_limits();
+    for each row when (new.metadata ? 'agent_options') execute function agentq.threads_check_limits();
 
 create or replace function agentq.create_thread(user_id text default null, title text default null,
                                                 summary text default null, metadata jsonb default '{}')
@@ -669,8 +705,10 @@ begin
             allowed := array['status', 'blocked', 'finished_at', 'last_error', 'lease_expires_at', 'cancel_requested'];
             ok := not new.blocked;
         when new.status = 'queued' and old.status = 'requires_action' then
-            allowed := array['status', 'run_at', 'max_attempts', 'result'];
-            ok := new.run_at <= now() and new.max_attempts = old.max_attempts + 1 and new.result is null
+            allowed := array['status', 'run_at', 'attempt', 'max_attempts', 'result'];
+            ok := new.run_at <= now() and new.result is null   -- the attempts as resume_if_answered (005) gives them back
+                  and new.attempt = greatest(old.attempt - 1, 1)
+                  and new.max_attempts = case when old.attempt > 1 then old.max_attempts else least(old.max_attempts + 1, 100) end
                   and not exists (select 1 from agentq.tool_calls tc
                                    where tc.job_id = old.id and tc.status in ('awaiting_client', 'awaiting_approval'));
         when new.status = 'running' and old.status = 'running' then

@@ -6,12 +6,13 @@
 -- lost its lease (the job was taken back and maybe claimed again) matches no row and changes nothing.
 
 -- A worker process announces itself (and again after a reconnect).
-create or replace function agentq.register_worker(p_id text, p_host text, p_pid int, p_queues text[], p_concurrency int)
+create or replace function agentq.register_worker(
+    p_id text, p_host text, p_pid int, p_queues text[], p_concurrency int, p_lease interval default null)
 returns void language sql as $$
-    insert into agentq.worker_registry (id, host, pid, queues, concurrency)
-    values (p_id, p_host, p_pid, p_queues, p_concurrency)
+    insert into agentq.worker_registry (id, host, pid, queues, concurrency, lease)
+    values (p_id, p_host, p_pid, p_queues, p_concurrency, p_lease)
     on conflict (id) do update set host = excluded.host, pid = excluded.pid, queues = excluded.queues,
-        concurrency = excluded.concurrency, heartbeat_at = now(), waiting = false
+        concurrency = excluded.concurrency, lease = excluded.lease, heartbeat_at = now(), waiting = false
 $$;
 
 create or replace function agentq.deregister_worker(p_id text) returns void
@@ -64,13 +65,19 @@ end $$;
 -- counted, failed when attempts are used up, cancelled when a cancel was requested. Their pending
 -- messages fail keeping the text their deltas hold, and their streams abort. Threads locked by
 -- others are skipped until the next call.
-create or replace function agentq.take_back_expired(p_limit int default 100) returns int
-language plpgsql as $$
+-- Quarantine: a lease lost while the server was up (the last heartbeat, lease_expires_at - p_lease,
+-- came after the server started) counts against the job; at the setting quarantine_after the job
+-- fails as quarantined instead of taking down the next worker too. Leases lost to a restart do not
+-- count. p_lease is the caller's lease, taken as the holder's.
+create or replace function agentq.take_back_expired(p_limit int default 100, p_lease interval default '30 seconds')
+returns int language plpgsql as $$
 declare
     thread_ids uuid[];
     ended_threads uuid[];
     n int := 0;
     j record;
+    quarantine int := greatest(coalesce((agentq.setting('quarantine_after') #>> '{}')::int, 2), 1);
+    server_started timestamptz := pg_postmaster_start_time();
 begin
     select array_agg(distinct c.thread_id) into thread_ids
       from (select jb.thread_id from agentq.jobs jb
@@ -91,15 +98,23 @@ begin
                and (thread_id is null or thread_id = any (coalesce(thread_ids, '{}')))
              order by lease_expires_at limit p_limit
              for update skip locked)
+        , lost as (
+            select jb.id, jb.lost_leases + (jb.lease_expires_at - p_lease > server_started)::int as lost_leases
+              from agentq.jobs jb join c on c.id = jb.id)
         update agentq.jobs jb
            set status = case when jb.cancel_requested then 'cancelled'
-                             when jb.attempt >= jb.max_attempts then 'failed' else 'queued' end,
+                             when jb.attempt >= jb.max_attempts or l.lost_leases >= quarantine then 'failed' else 'queued' end,
                last_error = case when jb.cancel_requested then 'cancelled'
+                                 when l.lost_leases >= quarantine and jb.attempt < jb.max_attempts then
+                                     format('quarantined: %s workers stopped heartbeating while running it (a crash or a hang; last %s)',
+                                            l.lost_leases, jb.worker)
                                  else 'lease expired: worker ' || jb.worker || ' stopped heartbeating' end,
-               finished_at = case when jb.cancel_requested or jb.attempt >= jb.max_attempts then now() end,
+               finished_at = case when jb.cancel_requested or jb.attempt >= jb.max_attempts or l.lost_leases >= quarantine
+                                  then now() end,
+               lost_leases = l.lost_leases,
                blocked = false, worker = null, lease_expires_at = null, run_at = now()
-          from c
-         where jb.id = c.id and jb.status = 'running' and jb.lease_expires_at < now()
+          from lost l
+         where jb.id = l.id and jb.status = 'running' and jb.lease_expires_at < now()
         returning jb.id, jb.thread_id, jb.status
     loop
         n := n + 1;
@@ -130,7 +145,7 @@ declare
     claimed agentq.jobs[] := '{}';
 begin
     if exists (select 1 from agentq.jobs where status = 'running' and lease_expires_at < now()) then
-        perform agentq.take_back_expired(100);
+        perform agentq.take_back_expired(100, p_lease);
     end if;
     foreach q in array p_queues loop
         exit when cardinality(claimed) >= p_limit;
@@ -199,11 +214,12 @@ $$;
 -- Finishing jobs ------------------------------------------------------------------------------------
 --
 -- finish_jobs ends a batch of held jobs in one transaction. Each step below is one set-based
--- statement over the whole batch, in this order: parse the items, lock their threads, apply the
--- fenced outcomes, write each stream's last delta, turn streamed replies into final messages (their
--- streams finish), fail the other pending messages (their streams abort), save new messages, usage
--- and raw LLM calls, let each ended head's thread move on, then send every event in order. The steps
--- return their events instead of sending them, so a listener sees them only in that order.
+-- statement over the whole batch, in this order: parse the items, lock their threads and jobs (items
+-- whose rows another transaction holds are set aside, to be retried), apply the fenced outcomes,
+-- write each stream's last delta, turn streamed replies into final messages (their streams finish),
+-- fail the other pending messages (their streams abort), save new messages, usage and raw LLM calls,
+-- let each ended head's thread move on, then send every event in order. The steps return their
+-- events instead of sending them, so a listener sees them only in that order.
 
 -- One item of finish_jobs, parsed. `stream`: {"stream_id", "seq", "delta"} (the job's last, unwritten
 -- delta); `llm_calls`: raw calls to keep when the agent sets log_raw ([{"provider", "model", "url",
@@ -399,24 +415,43 @@ language sql stable as $$
 $$;
 
 -- Ends held jobs in one transaction per batch, fenced: an item whose job this worker no longer holds
--- in that attempt changes nothing but its usage. Returns, per item, whether it applied. A success's
--- streamed reply turns its pending message into the final one and finishes its stream with its last
--- delta; any other outcome keeps what was streamed on a failed message and aborts the stream.
+-- in that attempt changes nothing but its usage. A success's streamed reply turns its pending message
+-- into the final one and finishes its stream with its last delta; any other outcome keeps what was
+-- streamed on a failed message and aborts the stream. Returns, per item, whether it applied, and
+-- whether it was `blocked`: its thread or job row was held by another transaction (a producer's left
+-- open, say), so nothing of it was written and the worker tries it again; the others do not wait.
 create or replace function agentq.finish_jobs(p_worker text, p_items jsonb)
-returns table (job_id bigint, applied boolean) language plpgsql
-set lock_timeout = '5s'   -- a producer's open transaction on a thread fails the flush fast; it is retried
+returns table (job_id bigint, applied boolean, blocked boolean) language plpgsql
+set lock_timeout = '5s'   -- only for rows beyond the batch's own threads and jobs (skipped below when held)
 as $$
 #variable_conflict use_column
 declare
-    items agentq.finish_item[] := agentq.finish_items(p_items);
+    parsed agentq.finish_item[] := agentq.finish_items(p_items);
+    items agentq.finish_item[];
+    locked_threads uuid[];
+    locked_jobs bigint[];
+    blocked_ids bigint[];
     applied_ids bigint[];
     ended_threads uuid[];
     finalized uuid[];
     replies jsonb[];
     events jsonb[];
 begin
-    -- Lock order: threads first.
-    perform 1 from agentq.threads t where t.id in (select fi.thread_id from unnest(items) fi) order by t.id for no key update;
+    -- Lock order: threads, then jobs. Rows another transaction holds are skipped, not waited for.
+    select coalesce(array_agg(t.id), '{}') into locked_threads
+      from (select th.id from agentq.threads th where th.id in (select fi.thread_id from unnest(parsed) fi)
+             order by th.id for no key update skip locked) t;
+    select coalesce(array_agg(j.id), '{}') into locked_jobs
+      from (select jb.id from agentq.jobs jb
+             where jb.id in (select fi.job_id from unnest(parsed) fi
+                              where fi.thread_id is null or fi.thread_id = any (locked_threads))
+             order by jb.id for no key update skip locked) j;
+    select coalesce(array_agg(fi.job_id), '{}') into blocked_ids
+      from unnest(parsed) fi
+     where (fi.thread_id is not null and not (fi.thread_id = any (locked_threads)))
+        or (not (fi.job_id = any (locked_jobs)) and exists (select 1 from agentq.jobs jb where jb.id = fi.job_id));
+    items := array(select fi::agentq.finish_item from unnest(parsed) fi
+                    where not (fi.job_id = any (blocked_ids)) order by fi.job_id);
     select o.applied_ids, o.ended_threads into applied_ids, ended_threads from agentq.finish_apply_outcomes(p_worker, items) o;
     events := agentq.finish_last_deltas(items, applied_ids);
     select r.finalized, r.events into finalized, replies from agentq.finish_streamed_replies(items, applied_ids) r;
@@ -430,7 +465,7 @@ begin
         perform agentq.unblock_next(ended_threads);
     end if;
     perform agentq.emit_all(events || agentq.finish_job_events(applied_ids));
-    return query select fi.job_id, fi.job_id = any (applied_ids) from unnest(items) fi;
+    return query select fi.job_id, fi.job_id = any (applied_ids), fi.job_id = any (blocked_ids) from unnest(parsed) fi;
 end $$;
 
 -- Context ----------------------------------------------------------------------------------------

@@ -240,13 +240,21 @@ begin
                               'job_id', c.job_id, 'agent_name', jb.agent_name, 'tool_call_id', c.tool_call_id)
       into ctx from agentq.jobs jb where jb.id = c.job_id;
     execute format('select %s($1, $2)', fn::oid::regproc) into out using c.args, ctx;
+    -- The cap on one tool output (README: Limits): the call fails, its writes undone with it.
+    if octet_length(out::text) > 1048576 then
+        raise exception 'sql tool "%" returned % bytes, over the limit of 1048576 for a tool output', c.tool_name,
+            octet_length(out::text) using errcode = '54000';
+    end if;
     perform agentq.emit_all(agentq.record_tool_results(p_job_id,
         jsonb_build_array(jsonb_build_object('tool_call_id', p_tool_call_id, 'result', coalesce(out, 'null'::jsonb)))));
     return out;
 end $$;
 
 -- Puts a parked job back in the queue once none of its calls waits for an answer. The resumed
--- attempt runs approved calls, then asks the model again; it does not use up max_attempts.
+-- attempt runs approved calls, then asks the model again; it does not use up max_attempts: the
+-- parked attempt is given back (attempt - 1), so a job resumes however often it parks. A job parked
+-- on its first attempt keeps attempt 1 (its resumed attempt must be numbered above 1: the worker
+-- then reads the calls left open) and gets one more attempt instead, within max_attempts' 1..100.
 create or replace function agentq.resume_if_answered(p_job_id bigint) returns boolean
 language plpgsql as $$
 declare
@@ -255,7 +263,9 @@ begin
     if exists (select 1 from agentq.tool_calls where job_id = p_job_id and status in ('awaiting_client', 'awaiting_approval')) then
         return false;
     end if;
-    update agentq.jobs set status = 'queued', run_at = now(), max_attempts = max_attempts + 1, result = null
+    update agentq.jobs
+       set status = 'queued', run_at = now(), result = null, attempt = greatest(attempt - 1, 1),
+           max_attempts = case when attempt > 1 then max_attempts else least(max_attempts + 1, 100) end
      where id = p_job_id and status = 'requires_action'
     returning * into j;
     if j.id is null then
@@ -305,6 +315,12 @@ begin
     for o in select * from jsonb_array_elements(outputs) loop
         if jsonb_typeof(o) <> 'object' or jsonb_typeof(o->'tool_call_id') is distinct from 'string' or not o ? 'output' then
             raise exception 'each output must be {"tool_call_id": "...", "output": ...}, got %', o using errcode = '22023';
+        end if;
+        -- The cap on one tool output (README: Limits; Limits.toolOutputBytes in Swift).
+        if octet_length((o->'output')::text) > 1048576 then
+            raise exception 'the output of tool call "%" is % bytes, over the limit of 1048576', o->>'tool_call_id',
+                octet_length((o->'output')::text) using errcode = '54000',
+                hint = 'answer with a smaller output, e.g. a summary or a reference to where the data is';
         end if;
         select * into c from agentq.tool_calls tc where tc.job_id = j.id and tc.tool_call_id = o->>'tool_call_id';
         if c.job_id is null or c.thread_id is distinct from j.thread_id or c.user_id is distinct from j.user_id then

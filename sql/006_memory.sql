@@ -105,7 +105,13 @@ end $$;
 -- Messages matching `query` (text search) and/or near `query_embedding` (vector search, among the
 -- vectors of `model` and of that dimension), in one thread or across a user's threads, ranked by
 -- reciprocal rank fusion: score = sum over the legs of 1 / (60 + rank). With only a query it is
--- text search, with only an embedding vector search. Successful, non-tool messages only; a message
+-- text search, with only an embedding vector search. Ties, in each leg's ranks and in the result,
+-- go to the newer message (created_at, ord, step descending, then id), so equal scores come back in
+-- the same order every time. Without `model`, a vector search takes the thread's agent's
+-- embedding_model (the agent of the thread's newest message that names one, else `default`; a
+-- user-wide search takes `default`'s) if it has vectors of the query's dimension where the search
+-- looks, else the one model that has; with several such models, or none and no agent model, it
+-- refuses (22004, naming the candidates). Successful, non-tool messages only; a message
 -- with search_hidden is found in its thread but not user-wide. User-wide means the threads the user
 -- owns (threads.user_id), whatever a row's own user_id says. Runs as its caller: row-level security
 -- applies (the worker, searching for a generation's context, sees every row, so ownership is the
@@ -126,6 +132,8 @@ declare
     use_text boolean := coalesce(btrim(query), '') <> '';
     use_vector boolean := query_embedding is not null;
     emb_model text := model;
+    agent_model text;
+    candidates text[];
     leg int;
 begin
     if thread_id is null and user_id is null then
@@ -138,10 +146,28 @@ begin
         raise exception 'lim must be between 1 and 1000, got %', lim using errcode = '22023';
     end if;
     if use_vector and emb_model is null then
-        select a.embedding_model into emb_model from agentq.agents a where a.name = 'default';
-        if emb_model is null then
-            raise exception 'a vector search needs the embedding model of query_embedding: pass model => ''provider:model'''
-                using errcode = '22004';
+        select a.embedding_model into agent_model
+          from agentq.agents a
+         where a.name = coalesce((select m.agent_name from agentq.messages m
+                                   where m.thread_id = search_messages.thread_id and m.agent_name is not null
+                                   order by m.ord desc, m.step desc limit 1), 'default');
+        -- The models with vectors of this dimension where the search looks (as its vector leg filters).
+        select coalesce(array_agg(distinct e.model order by e.model), '{}') into candidates
+          from agentq.embeddings e
+         where e.dims = vector_dims(query_embedding)
+           and (search_messages.thread_id is null or e.thread_id = search_messages.thread_id)
+           and (search_messages.thread_id is not null or exists (
+                    select 1 from agentq.threads th where th.id = e.thread_id and th.user_id = search_messages.user_id));
+        emb_model := case when agent_model = any (candidates) then agent_model
+                          when cardinality(candidates) = 1 then candidates[1]
+                          when cardinality(candidates) = 0 then agent_model end;
+        if emb_model is null and cardinality(candidates) > 1 then
+            raise exception 'query_embedding has % dimensions and % embedding models have vectors of that size here: %',
+                dims, cardinality(candidates), (select string_agg(quote_literal(c), ', ') from unnest(candidates) c)
+                using errcode = '22004', hint = 'pass model => one of them';
+        elsif emb_model is null then
+            raise exception 'no embedding model has vectors of % dimensions here and the agent has no embedding_model', dims
+                using errcode = '22004', hint = 'pass model => ''provider:model''';
         end if;
     end if;
     leg := lim * 3;
@@ -150,25 +176,28 @@ begin
         perform set_config('hnsw.iterative_scan', 'relaxed_order', true);
         perform set_config('hnsw.ef_search', greatest(40, leg)::text, true);
     end if;
+    -- The vector leg takes its nearest rows in the index's order alone (more sort keys would keep the
+    -- HNSW index out), then ranks equal distances by the message, as the text leg does.
     return query execute format($q$
         with t as (
-            select s.id, row_number() over (order by s.rank desc, s.id)::int as r
-              from (select m.id, ts_rank_cd(m.tsv, q.q) as rank
+            select s.id, row_number() over (order by s.rank desc, s.created_at desc, s.ord desc, s.step desc, s.id)::int as r
+              from (select m.id, ts_rank_cd(m.tsv, q.q) as rank, m.created_at, m.ord, m.step
                       from agentq.messages m, (select websearch_to_tsquery(agentq.text_search_config(), $1) as q) q
                      where $7 and m.tsv @@ q.q and m.status = 'success' and not m.tool
                        and ($2::uuid is null or m.thread_id = $2)
                        and ($2::uuid is not null or (not m.search_hidden and exists (
                                 select 1 from agentq.threads th where th.id = m.thread_id and th.user_id = $3)))
-                     order by rank desc limit $5) s),
+                     order by rank desc, m.created_at desc, m.ord desc, m.step desc, m.id limit $5) s),
         v as materialized (
-            select s.id, row_number() over (order by s.dist, s.id)::int as r
+            select s.id, row_number() over (order by s.dist, m.created_at desc, m.ord desc, m.step desc, s.id)::int as r
               from (select e.message_id as id, e.embedding::%1$s(%2$s) <=> $4::%1$s(%2$s) as dist
                       from agentq.embeddings e
                      where $8 and e.dims = %2$s and e.model = $6
                        and ($2::uuid is null or e.thread_id = $2)
                        and ($2::uuid is not null or exists (
                                 select 1 from agentq.threads th where th.id = e.thread_id and th.user_id = $3))
-                     order by dist limit $5) s),
+                     order by dist limit $5) s
+              join agentq.messages m on m.id = s.id),
         fused as (
             select coalesce(t.id, v.id) as id, t.r as tr, v.r as vr,
                    coalesce(1.0 / (60 + t.r), 0) + coalesce(1.0 / (60 + v.r), 0) as score
@@ -176,7 +205,7 @@ begin
         select m.id, m.thread_id, m.ord, m.step, m.role, m.text, m.created_at, f.score::double precision, f.tr, f.vr
           from fused f join agentq.messages m on m.id = f.id
          where m.status = 'success' and not m.tool and ($2::uuid is not null or not m.search_hidden)
-         order by f.score desc, m.created_at desc, m.id
+         order by f.score desc, m.created_at desc, m.ord desc, m.step desc, m.id
          limit $9
         $q$, agentq.vector_type(coalesce(dims, 1)), coalesce(dims, 1))
     using query, thread_id, user_id, query_embedding, leg, emb_model, use_text, use_vector, lim;
@@ -506,7 +535,7 @@ begin
                                       case when use_vector then p_query_embedding end, p_model) h
          where not (h.thread_id = p_thread_id and p_before_ord is not null and h.ord >= p_before_ord)
            and h.message_id <> all (excluded)
-         order by h.score desc limit lim),
+         order by h.score desc, h.created_at desc, h.ord desc, h.step desc, h.message_id limit lim),
     ranged as (
         select distinct on (m.id) m.id, m.thread_id, m.ord, m.step, m.role, m.text, m.content, m.tool, h.score,
                m.id = h.message_id as hit, m.created_at

@@ -57,13 +57,16 @@ select j.id, j.queue, j.kind, j.thread_id, j.user_id, j.agent_name, j.attempt, j
  order by j.finished_at desc;
 
 -- Worker processes that registered: jobs in hand (counted from the jobs they hold), heartbeat age,
--- and whether they look alive (a heartbeat in the last minute; dead rows are pruned after 10).
+-- and whether they look alive: `lost_contact` once no heartbeat came for a whole lease (the worker
+-- died, or cannot reach the database: its jobs are being taken back), `alive` while a heartbeat came
+-- in the last minute. Dead rows are pruned after 10 minutes.
 create or replace view agentq.workers as
 select w.id, w.host, w.pid, w.queues, w.concurrency,
        (select count(*) from agentq.jobs j where j.status = 'running' and j.worker = w.id) as jobs_in_hand,
        w.waiting, w.started_at, w.heartbeat_at,
        round(extract(epoch from now() - w.heartbeat_at)::numeric, 1) as heartbeat_age_s,
-       w.heartbeat_at > now() - interval '1 minute' as alive
+       w.heartbeat_at > now() - interval '1 minute' as alive,
+       w.heartbeat_at < now() - coalesce(w.lease, interval '30 seconds') as lost_contact
   from agentq.worker_registry w;
 
 -- Tokens per day, user, agent, provider and model over the last 31 days (one row per LLM call is

@@ -55,9 +55,9 @@ alter default privileges in schema agentq grant execute on functions to agentq_w
 -- What only workers (and the owner) call: the worker API, its internal steps, streams, tool steps,
 -- embed jobs; and the owner's administration and embedding management.
 revoke execute on function
-    agentq.register_worker(text, text, int, text[], int), agentq.deregister_worker(text),
+    agentq.register_worker(text, text, int, text[], int, interval), agentq.deregister_worker(text),
     agentq.claim(text, text[], int, interval), agentq.heartbeat(text, bigint[], int[], interval),
-    agentq.finish_jobs(text, jsonb), agentq.take_back_expired(int), agentq.prune(int),
+    agentq.finish_jobs(text, jsonb), agentq.take_back_expired(int, interval), agentq.prune(int),
     agentq.finish_items(jsonb), agentq.finish_apply_outcomes(text, agentq.finish_item[]),
     agentq.finish_last_deltas(agentq.finish_item[], bigint[]),
     agentq.finish_streamed_replies(agentq.finish_item[], bigint[]),

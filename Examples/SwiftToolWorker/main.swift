@@ -51,7 +51,9 @@ let client = PostgresClient(
     backgroundLogger: logger)
 var configuration = WorkerConfiguration()
 configuration.queues = ["default", "swift-tools"]
-let worker = WorkerService(client: client, configuration: configuration, tools: [convert], logger: logger)
+// The mock models (the default agent's) are passed in explicitly: a worker runs them only when told.
+let worker = WorkerService(
+    client: client, configuration: configuration, models: ModelRegistry.mockModels, tools: [convert], logger: logger)
 let group = ServiceGroup(
     configuration: .init(
         services: [.init(service: client), .init(service: worker)],

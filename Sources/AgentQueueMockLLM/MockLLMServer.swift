@@ -205,6 +205,13 @@ public struct MockLLMServer: Sendable {
                 }
                 if plan.initialDelay > .zero { try await Task.sleep(for: plan.initialDelay) }
                 try await send(OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, role: true, content: ""))
+                if let hostile = plan.hostile, ![.manyCalls, .deepArgs].contains(hostile) {
+                    try await actOut(
+                        hostile, toolCalls: toolCalls,
+                        chunk: { OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, content: $0) },
+                        toolChunk: { OpenAIWire.chunkJSON(id: id, model: chat.model, created: created, toolCall: $0) },
+                        write: { try await writer.write($0) })
+                }
                 if case .fail(.cut, _) = plan.action {
                     for chunk in plan.chunks.prefix(plan.chunks.count / 2) {
                         if plan.chunkInterval > .zero { try await Task.sleep(for: plan.chunkInterval) }
@@ -236,6 +243,42 @@ public struct MockLLMServer: Sendable {
                 try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
                 try await writer.finish(nil)
             })
+    }
+}
+
+extension MockLLMServer {
+    /// Streams as a hostile model would (`hostile=MODE`), to test the client's caps (README: Limits),
+    /// until the client gives up and closes the connection; it never ends the stream properly.
+    static func actOut(
+        _ hostile: MockScript.Hostile, toolCalls: [AssembledToolCall], chunk: (String) -> String,
+        toolChunk: ((index: Int, call: AssembledToolCall, first: Bool, arguments: String)) -> String,
+        write: (ByteBuffer) async throws -> Void
+    ) async throws {
+        func send(_ data: String) async throws { try await write(ByteBuffer(string: "data: \(data)\n\n")) }
+        switch hostile {
+        case .endless:  // a word every 20 ms, for as long as anyone listens
+            while !Task.isCancelled {
+                try await Task.sleep(for: .milliseconds(20))
+                try await send(chunk("more "))
+            }
+        case .longLine:  // 100 MB on one line, never ended
+            try await write(ByteBuffer(string: "data: "))
+            let piece = ByteBuffer(repeating: UInt8(ascii: "x"), count: 1 << 20)
+            for _ in 0..<100 { try await write(piece) }
+        case .bigReply:  // 100 MB of text in 64 KiB chunks
+            let piece = chunk(String(repeating: "x", count: 64 << 10))
+            for _ in 0..<1_600 { try await send(piece) }
+        case .openArgs:  // one call whose arguments never close
+            let call = toolCalls.first ?? AssembledToolCall(id: "call_open", name: "lookup", arguments: "")
+            try await send(toolChunk((0, call, true, #"{"x": ""#)))
+            let piece = toolChunk((0, call, false, String(repeating: "a", count: 64 << 10)))
+            for _ in 0..<100_000 { try await send(piece) }
+        case .manyCalls, .deepArgs:
+            return  // in the plan's tool calls, streamed as usual
+        }
+        // Never end the stream: a cut could reach the client before the bytes it must refuse.
+        try await Task.sleep(for: .seconds(3600))
+        throw MockCut()
     }
 }
 

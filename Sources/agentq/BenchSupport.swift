@@ -31,7 +31,9 @@ enum BenchSupport {
     static func spawnWorker(url: DatabaseURL, concurrency: Int, extra: [String] = []) throws -> Process {
         let p = Process()
         p.executableURL = executable
-        p.arguments = ["worker", "--database-url", url.libpqURL, "--concurrency", "\(concurrency)", "--log-level", "error"] + extra
+        p.arguments =
+            ["worker", "--database-url", url.libpqURL, "--concurrency", "\(concurrency)", "--log-level", "error", "--allow-mock-models"]
+            + extra
         try p.run()
         return p
     }

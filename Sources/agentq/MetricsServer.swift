@@ -28,7 +28,9 @@ struct MetricsServer {
         .map { .milliseconds(Int($0 * 1000)) }
 
     /// The HTTP server, a `Service` to run in the worker's service group.
-    func application(logger: Logger) -> some ApplicationProtocol {
+    /// `reachable` answers whether the worker's last database round trip reached the server:
+    /// `/health` is 503 while it does not.
+    func application(logger: Logger, reachable: @escaping @Sendable () -> Bool = { true }) -> some ApplicationProtocol {
         let router = Router()
         router.get("metrics") { _, _ -> Response in
             let body = registry.emitToBuffer()
@@ -36,7 +38,12 @@ struct MetricsServer {
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(bytes: body)))
         }
-        router.get("health") { _, _ in "ok\n" }
+        router.get("health") { _, _ -> Response in
+            let ok = reachable()
+            return Response(
+                status: ok ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: ok ? "ok\n" : "database unreachable\n")))
+        }
         return Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: "agentq-metrics"),

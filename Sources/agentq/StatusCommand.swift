@@ -26,7 +26,8 @@ struct StatusCommand: AsyncParsableCommand {
         ),
         (
             "workers", "agentq.workers",
-            ["id", "host", "pid", "concurrency", "jobs_in_hand", "waiting", "heartbeat_age_s", "alive"], "ORDER BY started_at"
+            ["id", "host", "pid", "concurrency", "jobs_in_hand", "waiting", "heartbeat_age_s", "alive", "lost_contact"],
+            "ORDER BY started_at"
         ),
         (
             "jobs in hand", "agentq.active_jobs",

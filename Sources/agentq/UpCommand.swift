@@ -31,7 +31,10 @@ struct UpCommand: AsyncParsableCommand {
                 Or from a shell:
                   \(exe) send "Hello!"
                 """)
-            try await worker.runWorker(url: url, logger: logger)
+            // On the embedded database (a machine of one's own) the mock models run, as the README's
+            // tour needs; with a database URL they need --allow-mock-models, as `agentq worker` does.
+            let embedded = (database.databaseURL ?? ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "").isEmpty
+            try await worker.runWorker(url: url, logger: logger, allowMock: embedded)
         } catch {
             fail(describeDatabaseError(error))
         }

@@ -49,6 +49,9 @@ struct WorkerOptions: ParsableArguments {
     @Option(help: "Address the metrics server listens on.")
     var metricsHost: String = "0.0.0.0"
 
+    @Flag(help: "Run the in-process mock models (mock:*, mock-kind providers); also AGENTQ_ALLOW_MOCK_MODELS=1. Off: their jobs fail.")
+    var allowMockModels = false
+
     func validate() throws {
         guard concurrency > 0 else { throw ValidationError("--concurrency must be at least 1") }
         guard grace >= 0, lease >= 1, pollMs >= 10, retryBaseMs >= 0, statementTimeout > 0 else {
@@ -76,25 +79,28 @@ struct WorkerOptions: ParsableArguments {
         c.streamThrottle = .milliseconds(throttleMs)
         c.llmConnectTimeout = .milliseconds(Int(llmConnectTimeout * 1000))
         c.llmIdleTimeout = .milliseconds(Int(llmIdleTimeout * 1000))
+        c.statementTimeout = .milliseconds(Int(statementTimeout * 1000))
         if metricsPort != nil { c.queueDepthInterval = .seconds(5) }
         return c
     }
 
     /// Runs a worker until SIGTERM/SIGINT.
-    func runWorker(url: DatabaseURL, logger: Logger) async throws {
+    /// `allowMock`: run the mock models even without `--allow-mock-models` (`up` on the embedded database).
+    func runWorker(url: DatabaseURL, logger: Logger, allowMock: Bool = false) async throws {
         let config = configuration
-        let client = PostgresClient(
-            configuration: url.clientConfiguration(
-                applicationName: "agentq-worker",
-                statementTimeout: .milliseconds(Int(statementTimeout * 1000)),
-                maximumConnections: 8),
-            backgroundLogger: logger)
-        let worker = WorkerService(client: client, configuration: config, logger: logger)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: client), .init(service: worker)]
+        let database = Database(
+            connector: .init(
+                pool: url.clientConfiguration(
+                    applicationName: "agentq-worker", statementTimeout: config.statementTimeout, maximumConnections: 8),
+                direct: try url.connectionConfiguration(applicationName: "agentq-worker-probe")),
+            deadline: config.statementDeadline, logger: logger)
+        let mock = allowMockModels || allowMock
+        let worker = WorkerService(database: database, configuration: config, models: mock ? ModelRegistry.mockModels : [:], logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: worker)]
         if let metricsPort {
             let server = MetricsServer(registry: MetricsServer.bootstrap(), host: metricsHost, port: metricsPort)
             // Services stop in reverse order: the worker first, then metrics (scrapable through the grace period).
-            services.insert(.init(service: server.application(logger: logger)), at: 1)
+            services.insert(.init(service: server.application(logger: logger, reachable: { database.isReachable })), at: 0)
         }
         let group = ServiceGroup(
             configuration: .init(

@@ -78,6 +78,25 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         return s
     }
 
+    /// A single connection's configuration (the worker's direct reachability probe).
+    public func connectionConfiguration(applicationName: String) throws -> PostgresConnection.Configuration {
+        var config: PostgresConnection.Configuration
+        if let dir = unixSocketDirectory {
+            config = .init(unixSocketPath: "\(dir)/.s.PGSQL.\(port)", username: username, password: password, database: database)
+        } else {
+            let tls: PostgresConnection.Configuration.TLS
+            switch sslMode {
+            case "disable", "allow": tls = .disable
+            case "prefer": tls = .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            default: tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            }
+            config = .init(host: host, port: port, username: username, password: password, database: database, tls: tls)
+        }
+        config.options.connectTimeout = .seconds(2)
+        config.options.additionalStartupParameters = [("application_name", applicationName)]
+        return config
+    }
+
     /// A client configuration; `applicationName` and `statementTimeout` become session settings.
     public func clientConfiguration(
         applicationName: String, statementTimeout: Duration?,

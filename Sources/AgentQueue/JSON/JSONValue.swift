@@ -53,9 +53,39 @@ public enum JSONValue: Codable, Hashable, Sendable {
 
     /// Parses JSON text (a `jsonb` column read as text). Goes through JSONSerialization, which is
     /// many times faster than decoding this enum with JSONDecoder (whose type probing throws).
+    /// Nesting deeper than `Limits.jsonDepth` is refused before anything is built.
     public static func parse(_ text: String) throws -> JSONValue {
+        try checkDepth(text)
         let object = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
         return JSONValue(foundation: object)
+    }
+
+    /// Throws when arrays and objects nest deeper than `Limits.jsonDepth` (counted over the bytes,
+    /// outside strings), so no recursive parse or walk meets a hostile depth.
+    static func checkDepth(_ text: String) throws {
+        var depth = 0
+        var inString = false
+        var escaped = false
+        for byte in text.utf8 {
+            if inString {
+                if escaped {
+                    escaped = false
+                } else if byte == UInt8(ascii: "\\") {
+                    escaped = true
+                } else if byte == UInt8(ascii: "\"") {
+                    inString = false
+                }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                if depth > Limits.jsonDepth { throw JSONDepthError() }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            default: break
+            }
+        }
     }
 
     /// Converts what JSONSerialization returns.
@@ -80,6 +110,11 @@ public enum JSONValue: Codable, Hashable, Sendable {
         for (k, v) in theirs { mine[k] = v }
         return .object(mine)
     }
+}
+
+/// JSON nested deeper than `Limits.jsonDepth`.
+public struct JSONDepthError: Error, CustomStringConvertible, Sendable {
+    public var description: String { "the JSON is nested more than \(Limits.jsonDepth) levels deep" }
 }
 
 extension Encodable {

@@ -8,6 +8,9 @@ public struct MockModel: ChatModel {
         let plan = try MockPlan(for: request, callNumber: request.attempt + MockPlan.repairRounds(in: request.messages))
         if plan.initialDelay > .zero { try await Task.sleep(for: plan.initialDelay) }
         try Task.checkCancellation()
+        if let hostile = plan.hostile, ![.manyCalls, .deepArgs].contains(hostile) {
+            throw GenerationError(.permanent, "mock: hostile=\(hostile.rawValue) is acted out by agentq mock-llm only")
+        }
         switch plan.action {
         case .failPermanently:
             throw GenerationError(.permanent, "mock: permanent failure requested by the prompt")

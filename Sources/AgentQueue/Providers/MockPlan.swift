@@ -19,6 +19,8 @@ public struct MockPlan: Sendable, Hashable {
     /// The pause between chunks (zero: all at once).
     public var chunkInterval: Duration
     public var usage: TokenUsage
+    /// The script's `hostile=MODE`: `mock-llm` acts out the streaming ones.
+    public var hostile: MockScript.Hostile?
 
     public var text: String { chunks.joined() }
     public var finishReason: String {
@@ -30,6 +32,7 @@ public struct MockPlan: Sendable, Hashable {
     public init(for request: ChatRequest, callNumber: Int) throws {
         let lastUser = Self.promptIndex(in: request.messages)
         let script = try MockScript(parsing: lastUser.map { request.messages[$0].text } ?? "")
+        hostile = script.hostile
         initialDelay = .milliseconds(script.delayMilliseconds)
         chunkInterval = script.wordsPerSecond > 0 ? .milliseconds(1000 / script.wordsPerSecond) : .zero
         let promptWords = ([request.instructions ?? ""] + request.messages.map(\.text)).reduce(0) { $0 + Self.words($1) }
@@ -79,10 +82,24 @@ public struct MockPlan: Sendable, Hashable {
         } else {
             perTool = [script.toolArguments]
         }
-        let calls = script.toolNames.enumerated().filter { offered.contains($0.element) }.map { i, name in
+        var calls = script.toolNames.enumerated().filter { offered.contains($0.element) }.map { i, name in
             AssembledToolCall(
                 id: "call_mock_\(stepsDone + 1)_\(i + 1)", name: name,
                 arguments: perTool.indices.contains(i) ? perTool[i] : perTool.last ?? "{}")
+        }
+        if let first = calls.first {
+            switch script.hostile {
+            case .manyCalls?:
+                calls = (1...10_000).map { AssembledToolCall(id: "call_mock_\(stepsDone + 1)_\($0)", name: first.name, arguments: "{}") }
+            case .deepArgs?:
+                calls = [
+                    AssembledToolCall(
+                        id: first.id, name: first.name,
+                        arguments: String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000))
+                ]
+            default:
+                break
+            }
         }
         return calls.isEmpty ? nil : calls
     }
@@ -166,14 +183,14 @@ enum JSONSampler {
             for (name, property) in schema["properties"]?.objectValue ?? [:] { object[name] = sample(property) }
             return .object(object)
         case "array":
-            let count = max(schema["minItems"]?.intValue ?? 1, 1)
+            let count = Limits.clamp(schema["minItems"]?.intValue ?? 1, 1...Limits.mockSampleSize)
             return .array(Array(repeating: sample(schema["items"] ?? .object([:])), count: count))
-        case "integer": return .number(Double(max(schema["minimum"]?.intValue ?? 1, 1)))
+        case "integer": return .number(max(schema["minimum"]?.intValue.map(Double.init) ?? 1, 1))
         case "number": return .number(1.5)
         case "boolean": return .bool(true)
         case "null": return .null
         default:
-            let length = schema["minLength"]?.intValue ?? 0
+            let length = Limits.clamp(schema["minLength"]?.intValue ?? 0, 0...Limits.mockSampleSize)
             return .string(length > 6 ? String(repeating: "x", count: length) : "sample")
         }
     }

@@ -2,7 +2,7 @@
 /// The in-process `mock` provider and `agentq mock-llm` (over HTTP) read the same directives:
 ///
 /// - `reply="text"`: answer exactly this text
-/// - `words=N`: answer N deterministic words
+/// - `words=N`: answer N deterministic words (N at most `Limits.mockWords`)
 /// - `tps=N`: stream N words a second (default: all at once)
 /// - `delay_ms=N`: wait N milliseconds before the first word (cancellable)
 /// - `fail=N`: fail the first N calls (in process: attempts 1...N), then answer; `fail=permanent`
@@ -15,6 +15,11 @@
 ///   step (`args` may then be a JSON array, one object per tool); `steps=K` calls them in K steps
 ///   in a row before answering. Tools the request does not offer are not called.
 /// - `bad_json=N`: with a response schema, the first N answers do not match it (to test the repair)
+/// - `hostile=MODE`: misbehave as a hostile model would, to test the caps (README: Limits):
+///   `many_calls` asks for 10,000 tool calls in one step and `deep_args` for arguments nested 10,000
+///   deep (both need `tool=NAME`); over HTTP only (`agentq mock-llm`): `endless` streams words
+///   forever, `long_line` sends a 100 MB SSE line, `big_reply` streams 100 MB of text, `open_args`
+///   streams one tool call's arguments forever (needs `tool=NAME`)
 ///
 /// With a response schema the mock answers JSON that matches it. Without directives it answers
 /// `mock reply to "<prompt>" (<n> messages in context)`.
@@ -24,6 +29,16 @@ public struct MockScript: Sendable, Hashable {
         case rateLimited = "429"
         case serverError = "500"
         case cut, hang
+    }
+
+    /// How a `hostile=MODE` model misbehaves.
+    public enum Hostile: String, Sendable, Hashable, CaseIterable {
+        case endless
+        case longLine = "long_line"
+        case bigReply = "big_reply"
+        case openArgs = "open_args"
+        case manyCalls = "many_calls"
+        case deepArgs = "deep_args"
     }
 
     public var reply: String?
@@ -39,10 +54,11 @@ public struct MockScript: Sendable, Hashable {
     public var toolArguments: String = "{}"
     public var toolSteps: Int = 1
     public var badJSONAttempts: Int = 0
+    public var hostile: Hostile?
     /// The prompt with the directives taken out.
     public var prompt: String
 
-    static let known = "reply, words, tps, delay_ms, fail, fault, retry_after, tool, args, steps, bad_json"
+    static let known = "reply, words, tps, delay_ms, fail, fault, retry_after, tool, args, steps, bad_json, hostile"
 
     public init(parsing text: String) throws {
         var remaining = ""
@@ -61,7 +77,12 @@ public struct MockScript: Sendable, Hashable {
         for (key, value) in pairs {
             switch key {
             case "reply": reply = value
-            case "words": words = try Self.int(key, value)
+            case "words":
+                let n = try Self.int(key, value)
+                guard n <= Limits.mockWords else {
+                    throw GenerationError(.permanent, "mock: words must be at most \(Limits.mockWords), got \(n)")
+                }
+                words = n
             case "tps": wordsPerSecond = try Self.int(key, value)
             case "delay_ms": delayMilliseconds = try Self.int(key, value)
             case "fail":
@@ -80,6 +101,12 @@ public struct MockScript: Sendable, Hashable {
                 }
                 toolArguments = value
             case "bad_json": badJSONAttempts = try Self.int(key, value)
+            case "hostile":
+                guard let h = Hostile(rawValue: value) else {
+                    let modes = Hostile.allCases.map(\.rawValue).joined(separator: ", ")
+                    throw GenerationError(.permanent, "mock: hostile must be one of \(modes), got \"\(value)\"")
+                }
+                hostile = h
             default:
                 throw GenerationError(.permanent, "mock: unknown directive \"\(key)\" (known: \(Self.known))")
             }

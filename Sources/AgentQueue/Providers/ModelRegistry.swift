@@ -2,13 +2,17 @@ import AsyncHTTPClient
 import Foundation
 import Synchronization
 
-/// The providers a worker can call, by name: `mock` (in process), `openai` (from `OPENAI_BASE_URL`,
-/// key in `OPENAI_API_KEY`), models a Swift program registers in code, and the rows of
-/// `agentq.providers` (loaded by the worker with `update(with:)`).
+/// The providers a worker can call, by name: `openai` (from `OPENAI_BASE_URL`, key in
+/// `OPENAI_API_KEY`), models a Swift program registers in code, and the rows of `agentq.providers`
+/// (loaded by the worker with `update(with:)`). The in-process `mock` provider, and `mock`-kind
+/// rows, only when mock models are allowed: registered in code (`ModelRegistry.mockModels`), by
+/// `agentq worker --allow-mock-models`, or by `AGENTQ_ALLOW_MOCK_MODELS=1` (README: The mock model).
 public final class ModelRegistry: Sendable {
     private struct State: Sendable {
         var registered: [String: any ChatModel]
         var fromTable: [String: any ChatModel] = [:]
+        /// `mock`-kind rows left out because this worker runs no mock models.
+        var mockRows: Set<String> = []
         var loadedAt: ContinuousClock.Instant?
     }
 
@@ -16,9 +20,31 @@ public final class ModelRegistry: Sendable {
     /// The HTTP client OpenAI-compatible providers use (nil: only in-process models).
     public let http: HTTPClient?
 
-    public init(http: HTTPClient? = nil, models: [String: any ChatModel] = ["mock": MockModel()]) {
+    /// `models`: registered in code; by default the mock, only when `AGENTQ_ALLOW_MOCK_MODELS` allows it.
+    public init(http: HTTPClient? = nil, models: [String: any ChatModel] = ModelRegistry.defaultModels()) {
         self.http = http
         state = Mutex(State(registered: models))
+    }
+
+    /// The environment setting that allows mock models (`1`, `true` or `yes`).
+    public static let allowMockEnvironment = "AGENTQ_ALLOW_MOCK_MODELS"
+
+    /// The in-process mock, registered as `mock` (a worker that should answer `mock:*` models).
+    public static var mockModels: [String: any ChatModel] { ["mock": MockModel()] }
+
+    /// Whether `environment` allows mock models.
+    public static func mockAllowed(by environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
+        ["1", "true", "yes"].contains(environment[allowMockEnvironment]?.lowercased() ?? "")
+    }
+
+    /// The models registered by default: the mock when the environment allows it, else none.
+    public static func defaultModels(environment: [String: String] = ProcessInfo.processInfo.environment) -> [String: any ChatModel] {
+        mockAllowed(by: environment) ? mockModels : [:]
+    }
+
+    /// Whether this registry runs mock models (a `MockModel` was registered).
+    public var allowsMock: Bool {
+        state.withLock { $0.registered.values.contains { $0 is MockModel } }
     }
 
     /// Adds a model in code (it wins over a table row of the same name).
@@ -29,16 +55,20 @@ public final class ModelRegistry: Sendable {
     /// Replaces the models built from `agentq.providers` rows.
     public func update(with rows: [ProviderRecord]) {
         var models: [String: any ChatModel] = [:]
+        var mockRows: Set<String> = []
+        let mock = allowsMock
         for row in rows {
             switch row.kind {
-            case .mock: models[row.name] = MockModel()
+            case .mock:
+                // A `mock` row needs a worker that allows mock models (else its jobs fail, clearly).
+                if mock { models[row.name] = MockModel() } else { mockRows.insert(row.name) }
             case .openai:
                 guard let http else { continue }
                 models[row.name] = OpenAIModel(http: http, endpoint: Self.endpoint(row))
             }
         }
         state.withLock {
-            $0.fromTable = models; $0.loadedAt = .now
+            $0.fromTable = models; $0.mockRows = mockRows; $0.loadedAt = .now
         }
     }
 
@@ -64,6 +94,12 @@ public final class ModelRegistry: Sendable {
                     apiKeyEnv: "OPENAI_API_KEY"))
         }
         let known = state.withLock { Set($0.registered.keys).union($0.fromTable.keys) }.union(http == nil ? [] : ["openai"])
+        if name == "mock" || state.withLock({ $0.mockRows.contains(name) }) {
+            throw GenerationError(
+                .permanent,
+                "provider \"\(name)\" is the mock model, which this worker does not run "
+                    + "(start the worker with --allow-mock-models or \(Self.allowMockEnvironment)=1 to allow it)")
+        }
         throw GenerationError(.permanent, "unknown provider \"\(name)\" (this worker knows: \(known.sorted().joined(separator: ", ")))")
     }
 
@@ -91,7 +127,8 @@ public final class ModelRegistry: Sendable {
             baseURL: row.baseURL ?? "https://api.openai.com/v1", apiKeyEnv: row.apiKeyEnv,
             stream: row.options["stream"]?.boolValue ?? true,
             includeUsage: row.options["include_usage"]?.boolValue ?? true,
-            headerTimeout: .milliseconds(row.options["header_timeout_ms"]?.intValue ?? 60_000),
-            callTimeout: .milliseconds(row.options["call_timeout_ms"]?.intValue ?? 600_000))
+            headerTimeout: .milliseconds(
+                Limits.clamp(row.options["header_timeout_ms"]?.intValue ?? 60_000, 1...Limits.timeoutMilliseconds)),
+            callTimeout: .milliseconds(Limits.clamp(row.options["call_timeout_ms"]?.intValue ?? 600_000, 1...Limits.timeoutMilliseconds)))
     }
 }

@@ -84,6 +84,10 @@ public struct OpenAIModel: ChatModel {
                     if event.data == "[DONE]" { state.done = true; break }
                     try state.apply(OpenAIWire.parseChunk(event.data), log: log, onText: onText)
                 }
+                if let overflow = parser.overflow {
+                    throw GenerationError(
+                        .permanent, overflow, exchange: log.exchange(status: 200, response: state.text, error: overflow))
+                }
                 if state.done { break }
                 if ContinuousClock.now > callDeadline { throw CallTimeout(limit: endpoint.callTimeout) }
             }
@@ -194,11 +198,18 @@ private struct StreamState {
                 exchange: log.exchange(status: 200, response: text, error: error))
         }
         if let content = chunk.content, !content.isEmpty {
+            guard text.utf8.count + content.utf8.count <= Limits.replyTextBytes else {
+                let message = "the model's reply is over \(Limits.replyTextBytes) bytes"
+                throw GenerationError(.permanent, message, exchange: log.exchange(status: 200, response: text, error: message))
+            }
             text += content
             onText(content)
         }
         for f in chunk.toolCallFragments {
             toolCalls.add(index: f.index, id: f.id, name: f.name, argumentsFragment: f.arguments)
+        }
+        if let overflow = toolCalls.overflow {
+            throw GenerationError(.permanent, overflow, exchange: log.exchange(status: 200, response: text, error: overflow))
         }
         if let reason = chunk.finishReason { finishReason = reason }
         if let u = chunk.usage { usage = u }

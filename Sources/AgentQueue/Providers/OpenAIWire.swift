@@ -88,6 +88,9 @@ public enum OpenAIWire {
 
     /// Parses the `data` of one SSE event (not `[DONE]`).
     public static func parseChunk(_ data: String) throws -> Chunk {
+        guard (try? JSONValue.checkDepth(data)) != nil else {
+            throw GenerationError(.permanent, "the model sent a stream chunk nested more than \(Limits.jsonDepth) levels deep")
+        }
         guard let root = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any] else {
             throw GenerationError(.transient, "the model sent a stream chunk that is not a JSON object: \(data.prefix(200))")
         }
@@ -112,6 +115,9 @@ public enum OpenAIWire {
 
     /// Parses a whole (non-streamed) chat completion.
     public static func parseCompletion(_ body: String) throws -> ChatReply {
+        guard (try? JSONValue.checkDepth(body)) != nil else {
+            throw GenerationError(.permanent, "the model's response is nested more than \(Limits.jsonDepth) levels deep")
+        }
         guard let root = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else {
             throw GenerationError(.transient, "the model's response is not a JSON object: \(body.prefix(200))")
         }
@@ -137,7 +143,8 @@ public enum OpenAIWire {
 
     /// Parses an embeddings response: the vectors in input order, and the tokens counted.
     public static func parseEmbeddings(_ body: String) throws -> (vectors: [[Float]], promptTokens: Int) {
-        guard let root = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
+        guard (try? JSONValue.checkDepth(body)) != nil,
+            let root = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
             let data = root["data"] as? [Any]
         else {
             throw GenerationError(.transient, "the embeddings response has no data array: \(body.prefix(200))")
@@ -159,7 +166,9 @@ public enum OpenAIWire {
 
     /// The readable message of an OpenAI error body (`{"error": {"message": ...}}`), or the text.
     public static func errorMessage(body: String) -> String {
-        if let root = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any], let e = root["error"] {
+        if (try? JSONValue.checkDepth(body)) != nil,
+            let root = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any], let e = root["error"]
+        {
             return errorMessage(e)
         }
         return String(body.prefix(500))
@@ -178,12 +187,14 @@ public enum OpenAIWire {
     /// Seconds from a `Retry-After` header (delta-seconds, or an HTTP date).
     public static func retryAfter(_ header: String?, now: Date = Date()) -> Duration? {
         guard let header = header?.trimmingCharacters(in: .whitespaces), !header.isEmpty else { return nil }
-        if let seconds = Double(header), seconds >= 0 { return .milliseconds(Int(seconds * 1000)) }
+        // Clamped to `Limits.retryAfter`: a server's `1e300` or `inf` must not trap the conversion.
+        let most = Limits.retryAfter.seconds
+        if let seconds = Double(header), seconds >= 0 { return .milliseconds(Int(min(seconds, most) * 1000)) }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
         guard let date = formatter.date(from: header) else { return nil }
-        return .milliseconds(max(0, Int(date.timeIntervalSince(now) * 1000)))
+        return .milliseconds(Int(min(max(0, date.timeIntervalSince(now)), most) * 1000))
     }
 }

@@ -20,7 +20,12 @@ public struct SSEEvent: Sendable, Hashable {
 /// - lines starting with `:` are comments (keep-alives);
 /// - several `data:` lines join with `\n`; one space after the colon is dropped;
 /// - an unterminated event at the end of the stream is dropped (`finish()`).
+///
+/// Bounded (README: Limits): a line over `Limits.sseLineBytes` or an event's data over
+/// `Limits.sseEventBytes` stops the parser; `overflow` then says why and `feed` returns no more events.
 public struct SSEParser: Sendable {
+    /// Why the parser stopped: a line or an event's data past its cap (nil while it parses).
+    public private(set) var overflow: String?
     private var line: [UInt8] = []
     private var pendingCR = false
     private var data: [UInt8] = []
@@ -33,6 +38,7 @@ public struct SSEParser: Sendable {
     /// Feeds bytes; returns the events they complete, in order.
     public mutating func feed(_ bytes: some Sequence<UInt8>) -> [SSEEvent] {
         var events: [SSEEvent] = []
+        guard overflow == nil else { return [] }
         for byte in bytes {
             if pendingCR {
                 pendingCR = false
@@ -45,8 +51,13 @@ public struct SSEParser: Sendable {
                 endLine(into: &events)
                 pendingCR = true
             default:
+                guard line.count < Limits.sseLineBytes else {
+                    overflow = "the model's stream sent a line over \(Limits.sseLineBytes) bytes"
+                    return events
+                }
                 line.append(byte)
             }
+            if overflow != nil { return events }
         }
         return events
     }
@@ -74,6 +85,10 @@ public struct SSEParser: Sendable {
         if value.first == UInt8(ascii: " ") { value = value.dropFirst() }
         switch String(decoding: field, as: UTF8.self) {
         case "data":
+            guard data.count + value.count < Limits.sseEventBytes else {
+                overflow = "the model's stream sent an event with over \(Limits.sseEventBytes) bytes of data"
+                return
+            }
             if hasData { data.append(UInt8(ascii: "\n")) }
             data.append(contentsOf: value)
             hasData = true

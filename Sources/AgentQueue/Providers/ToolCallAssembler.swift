@@ -23,15 +23,28 @@ public struct ToolCallAssembler: Sendable {
     }
 
     private var partials: [Int: Partial] = [:]
+    /// Why the calls are refused: more than `Limits.toolCallsPerStep` of them, or one's arguments
+    /// (or id or name) over `Limits.toolArgumentsBytes` (README: Limits). Fragments after it are dropped.
+    public private(set) var overflow: String?
 
     public init() {}
 
     /// Adds one fragment. Every field but `index` may be missing.
     public mutating func add(index: Int, id: String?, name: String?, argumentsFragment: String?) {
+        guard overflow == nil else { return }
+        guard partials[index] != nil || partials.count < Limits.toolCallsPerStep else {
+            overflow = "the model asked for more than \(Limits.toolCallsPerStep) tool calls in one step"
+            return
+        }
         var p = partials[index] ?? Partial()
         if let id, !id.isEmpty { p.id = id }
         if let name, !name.isEmpty { p.name = (p.name ?? "") + name }
         if let argumentsFragment { p.arguments += argumentsFragment }
+        let size = p.arguments.utf8.count + (p.name?.utf8.count ?? 0) + (p.id?.utf8.count ?? 0)
+        guard size <= Limits.toolArgumentsBytes else {
+            overflow = "the model's tool call \(index) (\(p.name ?? "no name")) has arguments over \(Limits.toolArgumentsBytes) bytes"
+            return
+        }
         partials[index] = p
     }
 
@@ -41,7 +54,8 @@ public struct ToolCallAssembler: Sendable {
     /// The calls in index order. A call without an id gets `call_<index>`; a call without a name is an
     /// error the caller reports (the model sent something malformed).
     public func calls() throws -> [AssembledToolCall] {
-        try partials.keys.sorted().map { index in
+        if let overflow { throw GenerationError(.permanent, overflow) }
+        return try partials.keys.sorted().map { index in
             let p = partials[index]!
             guard let name = p.name else {
                 throw GenerationError(.transient, "the model streamed tool call \(index) without a function name")

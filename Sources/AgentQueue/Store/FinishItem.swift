@@ -139,6 +139,23 @@ public struct FinishItem: Sendable {
     }
 }
 
+/// What `agentq.finish_jobs` did with a batch: per job id, whether its outcome applied; and the jobs
+/// it set aside, writing nothing of them, because another transaction held their thread or job row.
+public struct FinishResult: Sendable, Hashable {
+    public var applied: [Int64: Bool]
+    public var blocked: Set<Int64>
+
+    public init(applied: [Int64: Bool] = [:], blocked: Set<Int64> = []) {
+        self.applied = applied
+        self.blocked = blocked
+    }
+
+    mutating func merge(_ other: FinishResult) {
+        applied.merge(other.applied) { $1 }
+        blocked.formUnion(other.blocked)
+    }
+}
+
 /// One raw LLM call to keep in `agentq.llm_calls`.
 public struct LLMCallRecord: Sendable, Hashable {
     public var provider: String

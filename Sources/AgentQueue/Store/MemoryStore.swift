@@ -5,12 +5,17 @@ import PostgresNIO
 /// The statements of memory (`sql/006_memory.sql`): what embed jobs embed and
 /// where their vectors go, the prompt's saved vector, and the search part of a generation's context.
 public struct MemoryStore: Sendable {
-    public let client: PostgresClient
+    public let database: Database
     public let workerID: String
 
-    public init(client: PostgresClient, workerID: String) {
-        self.client = client
+    public init(database: Database, workerID: String) {
+        self.database = database
         self.workerID = workerID
+    }
+
+    /// Over a pool the caller runs (statements get the default deadline; the pool is never replaced).
+    public init(client: PostgresClient, workerID: String) {
+        self.init(database: Database(client: client), workerID: workerID)
     }
 
     /// One message an embed job embeds: its id, the text sent (cut to `embed_max_chars`) and its md5.
@@ -24,7 +29,7 @@ public struct MemoryStore: Sendable {
     /// whose messages were all embedded, deleted or failed meanwhile has none).
     public func embedInputs(jobIDs: [Int64], logger: Logger) async throws -> [Int64: (model: String, inputs: [EmbedInput])] {
         guard !jobIDs.isEmpty else { return [:] }
-        let rows = try await client.query(
+        let rows = try await database.query(
             """
             SELECT job_id, model, message_id, input, input_md5 FROM agentq.embed_inputs(\(jobIDs))
             """, logger: logger)
@@ -53,7 +58,7 @@ public struct MemoryStore: Sendable {
         }
         w.endArray()
         let payload = w.text
-        let rows = try await client.query(
+        let rows = try await database.query(
             """
             SELECT agentq.save_job_embeddings(\(workerID), \(jobID), \(attempt)::int, \(payload)::jsonb)
             """, logger: logger)
@@ -67,7 +72,7 @@ public struct MemoryStore: Sendable {
         messageID: UUID, model: String,
         logger: Logger
     ) async throws -> (saved: [Float]?, input: EmbedInput, embeddable: Bool)? {
-        let rows = try await client.query(
+        let rows = try await database.query(
             """
             SELECT embedding, input, input_md5, embeddable FROM agentq.prompt_embedding(\(messageID), \(model))
             """, logger: logger)
@@ -84,7 +89,7 @@ public struct MemoryStore: Sendable {
     ) async throws -> [ContextMessage] {
         let vectorText = embedding.map(Self.text(of:))
         let searchJSON = search.jsonString
-        let rows = try await client.query(
+        let rows = try await database.query(
             """
             SELECT message_id, role, text, content::text, ord, step, tool
               FROM agentq.context_search(\(threadID), \(query), \(vectorText)::vector, \(model), \(searchJSON)::jsonb,

@@ -5,12 +5,17 @@ import PostgresNIO
 /// The statements a worker sends for streamed replies (`sql/004_streams.sql`): open streams, and one
 /// statement per tick with every live stream's delta.
 public struct StreamStore: Sendable {
-    public let client: PostgresClient
+    public let database: Database
     public let workerID: String
 
-    public init(client: PostgresClient, workerID: String) {
-        self.client = client
+    public init(database: Database, workerID: String) {
+        self.database = database
         self.workerID = workerID
+    }
+
+    /// Over a pool the caller runs (statements get the default deadline; the pool is never replaced).
+    public init(client: PostgresClient, workerID: String) {
+        self.init(database: Database(client: client), workerID: workerID)
     }
 
     /// A stream to open for a held job attempt.
@@ -49,7 +54,7 @@ public struct StreamStore: Sendable {
 
     /// Opens the streams (pending message + stream row each); returns the stream ids opened.
     public func open(_ openings: [Opening], logger: Logger) async throws -> Set<UUID> {
-        let rows = try await client.query(
+        let rows = try await database.query(
             "SELECT stream_id FROM agentq.open_streams(\(workerID), \(Self.json(openings))::jsonb)", logger: logger)
         var opened = Set<UUID>()
         for try await id in rows.decode(UUID.self) { opened.insert(id) }
@@ -87,7 +92,7 @@ public struct StreamStore: Sendable {
             w.endObject()
         }
         w.endArray()
-        let rows = try await client.query(
+        let rows = try await database.query(
             """
             SELECT stream_id, written, stop FROM agentq.write_deltas(\(workerID), \(w.text)::jsonb)
             """, logger: logger)

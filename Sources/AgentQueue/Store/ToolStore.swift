@@ -6,18 +6,23 @@ import PostgresNIO
 /// transaction that saves a step's calls with the SQL tools' own writes (`ToolExecutor` decides
 /// what runs in it).
 public struct ToolStore: Sendable {
-    public let client: PostgresClient
+    public let database: Database
     public let workerID: String
 
-    public init(client: PostgresClient, workerID: String) {
-        self.client = client
+    public init(database: Database, workerID: String) {
+        self.database = database
         self.workerID = workerID
+    }
+
+    /// Over a pool the caller runs (statements get the default deadline; the pool is never replaced).
+    public init(client: PostgresClient, workerID: String) {
+        self.init(database: Database(client: client), workerID: workerID)
     }
 
     /// The `agentq.tools` rows named.
     public func definitions(named names: [String], logger: Logger) async throws -> [String: ToolDefinition] {
         guard !names.isEmpty else { return [:] }
-        let rows = try await client.query(
+        let rows = try await database.query(
             """
             SELECT name, description, parameters::text, kind, target, options::text FROM agentq.tools WHERE name = ANY(\(names))
             """, logger: logger)
@@ -46,7 +51,7 @@ public struct ToolStore: Sendable {
     /// and ones still waiting for an answer.
     public func openCalls(jobIDs: [Int64], logger: Logger) async throws -> [Int64: [OpenToolCall]] {
         guard !jobIDs.isEmpty else { return [:] }
-        let rows = try await client.query(
+        let rows = try await database.query(
             """
             SELECT job_id, tool_call_id, tool_name, kind, args, status FROM agentq.open_tool_calls(\(jobIDs))
             """, logger: logger)
@@ -66,11 +71,12 @@ public struct ToolStore: Sendable {
     /// Runs `body` in the step's transaction, after `agentq.begin_step` saved the step's assistant
     /// message and calls (nil message when resuming calls saved before), its known results, its
     /// stream end and lease extension. Throws, with nothing saved, when the job is no longer held.
+    /// `extraTime`: added to the statement deadline (the SQL tools' own timeouts).
     public func inStep<T: Sendable>(
-        _ step: Step, logger: Logger,
-        _ body: (StepTransaction) async throws -> T
+        _ step: Step, extraTime: Duration = .zero, logger: Logger,
+        _ body: @escaping @Sendable (StepTransaction) async throws -> T
     ) async throws -> T {
-        try await client.withTransaction(logger: logger) { connection in
+        try await database.withTransaction(deadline: database.deadline + extraTime, logger: logger) { connection in
             _ = try await connection.query(
                 """
                 SELECT agentq.begin_step(\(workerID), \(step.jobID), \(step.attempt)::int, \(step.json)::jsonb)

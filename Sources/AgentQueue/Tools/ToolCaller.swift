@@ -39,7 +39,7 @@ public struct ToolCaller: Sendable {
                     return Self.timedOut(tool)
                 }
                 defer { group.cancelAll() }
-                return try await group.next()!
+                return Self.capped(try await group.next()!, tool)
             }
         } catch let error as HTTPClientError where [.deadlineExceeded, .readTimeout, .connectTimeout].contains(error) {
             return Self.timedOut(tool)  // the HTTP client's deadline (the same timeout) can fire first
@@ -48,6 +48,15 @@ public struct ToolCaller: Sendable {
         } catch {
             return ToolResult(value: ToolStepPlan.errorResult("tool \"\(tool.name)\" failed: \(error)"), isError: true)
         }
+    }
+
+    /// The result, or an error result when its JSON is over `Limits.toolOutputBytes` (README: Limits).
+    static func capped(_ result: ToolResult, _ tool: ToolDefinition) -> ToolResult {
+        let size = result.value.jsonString.utf8.count
+        guard size > Limits.toolOutputBytes else { return result }
+        return ToolResult(
+            value: ToolStepPlan.errorResult("tool \"\(tool.name)\" returned \(size) bytes, over the limit of \(Limits.toolOutputBytes)"),
+            isError: true)
     }
 
     /// The error result of a tool that ran out of its `timeout_ms`.
@@ -77,9 +86,11 @@ public struct ToolCaller: Sendable {
         let response = try await http.execute(request, timeout: .nanoseconds(Int64(tool.timeout.seconds * 1e9)))
         let body: ByteBuffer
         do {
-            body = try await response.body.collect(upTo: tool.maxResponseBytes)
+            body = try await response.body.collect(upTo: min(tool.maxResponseBytes, Limits.toolOutputBytes))
         } catch is NIOTooManyBytesError {
-            return ToolResult(value: ToolStepPlan.errorResult("the response is over \(tool.maxResponseBytes) bytes"), isError: true)
+            return ToolResult(
+                value: ToolStepPlan.errorResult("the response is over \(min(tool.maxResponseBytes, Limits.toolOutputBytes)) bytes"),
+                isError: true)
         }
         let text = String(buffer: body)
         let value = (try? JSONValue.parse(text)) ?? .string(text)

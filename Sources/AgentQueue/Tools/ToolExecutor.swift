@@ -175,7 +175,8 @@ struct ToolExecutor {
         _ step: ToolStore.Step, runningSQL calls: [(id: String, timeout: Duration)],
         openingNext next: StreamStore.Opening?
     ) async throws -> [String: ToolResult] {
-        try await toolbox.store.inStep(step, logger: logger) { transaction in
+        let toolTime = calls.map(\.timeout).reduce(Duration.zero, +)
+        return try await toolbox.store.inStep(step, extraTime: toolTime, logger: logger) { transaction in
             var results: [String: ToolResult] = [:]
             for (callID, timeout) in calls {
                 do {

@@ -47,9 +47,12 @@ public struct ToolStepPlan: Sendable {
                     disposition: .rejected("unknown tool \"\(call.name)\" (tools: \(known))"))
             }
             guard let arguments = parsed else {
+                let why =
+                    (try? JSONValue.checkDepth(call.arguments)) == nil
+                    ? "the arguments are nested more than \(Limits.jsonDepth) levels deep" : "the arguments are not JSON"
                 return Call(
                     id: call.id, name: call.name, arguments: .object([:]), tool: tool,
-                    disposition: .rejected("the arguments are not JSON: \(call.arguments.prefix(200))"))
+                    disposition: .rejected("\(why): \(call.arguments.prefix(200))"))
             }
             let problems = JSONSchemaValidator(schema: tool.parameters).problems(in: arguments)
             if !problems.isEmpty {

@@ -34,6 +34,7 @@ struct ClaimLoop: Service {
     }
 
     private func claimUntilStopped() async {
+        while !state.registered && !state.isStopping && !Task.isCancelled { try? await Task.sleep(for: .milliseconds(10)) }
         await withDiscardingTaskGroup { jobs in
             var wakeups = state.wakeups.makeAsyncIterator()
             while !state.isStopping && !Task.isCancelled {

@@ -12,14 +12,17 @@ public final class CompletionQueue: Sendable {
     private struct State: Sendable {
         var buffer: CompletionBuffer<Entry>
         var closed = false
+        var closedAt: ContinuousClock.Instant?
     }
 
     private let state: Mutex<State>
     private let signal: AsyncStream<Void>
     private let signalContinuation: AsyncStream<Void>.Continuation
 
-    public init(maxBatch: Int = 500) {
-        state = Mutex(State(buffer: CompletionBuffer(maxBatch: maxBatch)))
+    /// `blockedRetry`: how an outcome whose thread or job row another transaction holds is retried,
+    /// and when it is given up.
+    public init(maxBatch: Int = 500, blockedRetry: BlockedRetry = BlockedRetry()) {
+        state = Mutex(State(buffer: CompletionBuffer(maxBatch: maxBatch, retry: blockedRetry)))
         (signal, signalContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -34,7 +37,10 @@ public final class CompletionQueue: Sendable {
 
     /// Ends the flusher once everything queued is written.
     public func close() {
-        state.withLock { $0.closed = true }
+        state.withLock {
+            $0.closed = true
+            $0.closedAt = $0.closedAt ?? .now
+        }
         signalContinuation.yield()
     }
 
@@ -43,43 +49,77 @@ public final class CompletionQueue: Sendable {
     /// A batch that fails for a reason retrying cannot fix (bad data: SQLSTATE classes 22, 23, 42, P0)
     /// is written item by item, and an item that still fails is recorded as a failed job without its
     /// messages. Other failures (the database restarting, a lock timeout) retry with a growing delay;
-    /// after `close()` they give up after `giveUpAfterClose`. `onFlushed` gets the (job id, attempt)
-    /// of each batch before its submitters resume.
+    /// after `close()` they give up after `giveUpAfterClose`. An item whose thread or job row another
+    /// transaction holds (`finish_jobs` says blocked) waits alone, tried again with the buffer's
+    /// `BlockedRetry`, while later items go on; given up (answered false, logged), its lease brings
+    /// the job back. `onFlushed` gets the (job id, attempt) of the items answered before their
+    /// submitters resume.
     public func runFlusher(
         store: JobStore, logger: Logger, giveUpAfterClose: Duration = .seconds(10),
         onFlushed: @Sendable ([(id: Int64, attempt: Int)]) -> Void = { _ in }
     ) async {
+        var wakeAt: ContinuousClock.Instant?
         for await _ in signal {
             while let batch = state.withLock({ $0.buffer.takeBatch() }) {
-                let results = await write(batch.map(\.item), store: store, logger: logger, giveUpAfterClose: giveUpAfterClose)
-                onFlushed(batch.map { ($0.item.jobID, $0.item.attempt) })
-                for entry in batch { entry.continuation.resume(returning: results[entry.item.jobID] ?? false) }
-                _ = state.withLock { $0.buffer.flushEnded() }
+                let result = await write(batch.map(\.item), store: store, logger: logger, giveUpAfterClose: giveUpAfterClose)
+                let givenUp = state.withLock { $0.buffer.flushEnded(now: .now, blocked: { result.blocked.contains($0.item.jobID) }) }
+                if !givenUp.isEmpty { logGivenUp(givenUp, logger: logger) }
+                let done = batch.filter { !result.blocked.contains($0.item.jobID) }
+                answer(done.map { ($0, result.applied[$0.item.jobID] ?? false) } + givenUp.map { ($0, false) }, onFlushed)
             }
-            if state.withLock({ $0.closed && $0.buffer.pending.isEmpty }) { return }
+            // After close(), blocked items wait at most giveUpAfterClose.
+            let (finished, due, dropped) = state.withLock { s in
+                let late = s.closedAt.map { ContinuousClock.now - $0 >= giveUpAfterClose } ?? false
+                let dropped = late ? s.buffer.dropBlocked() : []
+                return (s.closed && s.buffer.isEmpty, s.buffer.nextDue.map { min($0, (s.closedAt ?? $0) + giveUpAfterClose) }, dropped)
+            }
+            if !dropped.isEmpty {
+                logGivenUp(dropped, logger: logger)
+                answer(dropped.map { ($0, false) }, onFlushed)
+            }
+            if finished { return }
+            if let due, wakeAt.map({ due < $0 || $0 <= .now }) ?? true {
+                wakeAt = due
+                Task { [signalContinuation] in
+                    try? await Task.sleep(until: due, clock: .continuous)
+                    signalContinuation.yield()
+                }
+            }
         }
         // Cancelled: answer everyone still waiting so no job task hangs.
         let left = state.withLock { s -> [Entry] in
-            var all: [Entry] = []
+            var all: [Entry] = s.buffer.dropBlocked()
             while let batch = s.buffer.takeBatch() { all += batch; _ = s.buffer.flushEnded() }
             return all
         }
         for entry in left { entry.continuation.resume(returning: false) }
     }
 
-    private func write(_ items: [FinishItem], store: JobStore, logger: Logger, giveUpAfterClose: Duration) async -> [Int64: Bool] {
+    private func answer(_ answers: [(Entry, Bool)], _ onFlushed: @Sendable ([(id: Int64, attempt: Int)]) -> Void) {
+        guard !answers.isEmpty else { return }
+        onFlushed(answers.map { ($0.0.item.jobID, $0.0.item.attempt) })
+        for (entry, applied) in answers { entry.continuation.resume(returning: applied) }
+    }
+
+    private func logGivenUp(_ entries: [Entry], logger: Logger) {
+        logger.error(
+            "giving up finishing jobs whose thread or job row another transaction holds; their leases will bring them back",
+            metadata: ["jobs": "\(entries.map(\.item.jobID))", "blocked_for": "\(state.withLock { $0.buffer.retry.giveUpAfter })"])
+    }
+
+    private func write(_ items: [FinishItem], store: JobStore, logger: Logger, giveUpAfterClose: Duration) async -> FinishResult {
         var delay = Duration.milliseconds(50)
         var closedSince: ContinuousClock.Instant?
         while true {
             do {
-                return try await store.finish(items, logger: logger)
+                return try await store.finishBatch(items, logger: logger)
             } catch  where Self.isPermanent(error) {
                 logger.error(
                     "finishing jobs failed on their data; writing them one by one",
                     metadata: ["jobs": "\(items.count)", "error": "\(describeDatabaseError(error))"])
                 return await writeOneByOne(items, store: store, logger: logger)
             } catch {
-                if Task.isCancelled { return [:] }
+                if Task.isCancelled { return FinishResult() }
                 if state.withLock({ $0.closed }) {
                     let since = closedSince ?? .now
                     closedSince = since
@@ -87,7 +127,7 @@ public final class CompletionQueue: Sendable {
                         logger.error(
                             "giving up finishing jobs at shutdown; their leases will bring them back",
                             metadata: ["jobs": "\(items.count)", "error": "\(describeDatabaseError(error))"])
-                        return [:]
+                        return FinishResult()
                     }
                 }
                 logger.warning(
@@ -99,17 +139,19 @@ public final class CompletionQueue: Sendable {
         }
     }
 
-    private func writeOneByOne(_ items: [FinishItem], store: JobStore, logger: Logger) async -> [Int64: Bool] {
-        var results: [Int64: Bool] = [:]
+    private func writeOneByOne(_ items: [FinishItem], store: JobStore, logger: Logger) async -> FinishResult {
+        var results = FinishResult()
         for item in items {
             do {
-                results.merge(try await store.finish([item], logger: logger)) { $1 }
+                results.merge(try await store.finishBatch([item], logger: logger))
             } catch  where Self.isPermanent(error) {
                 let reason = "could not save the job's outcome: \(describeDatabaseError(error))"
                 let fallback = FinishItem(jobID: item.jobID, attempt: item.attempt, outcome: .failed, error: reason)
-                results[item.jobID] = (try? await store.finish([fallback], logger: logger))?[item.jobID] ?? false
+                let written = try? await store.finishBatch([fallback], logger: logger)
+                results.applied[item.jobID] = written?.applied[item.jobID] ?? false
+                if written?.blocked.contains(item.jobID) == true { results.blocked.insert(item.jobID) }
             } catch {
-                results[item.jobID] = false  // transient again: the lease brings the job back
+                results.applied[item.jobID] = false  // transient again: the lease brings the job back
             }
         }
         return results

@@ -8,7 +8,7 @@ import ServiceLifecycle
 struct JobListener: Service {
     static let channel = "agentq_jobs"
 
-    let client: PostgresClient
+    let database: Database
     let logger: Logger
     /// A wake-up: work may be waiting.
     let onWake: @Sendable () -> Void
@@ -22,28 +22,44 @@ struct JobListener: Service {
     private func listen() async {
         var delay = Duration.milliseconds(100)
         while !Task.isCancelled {
+            let listened = ContinuousClock.now
             do {
-                try await client.withConnection { connection in
-                    try await connection.listen(on: Self.channel) { notifications in
-                        delay = .milliseconds(100)
-                        onWake()
-                        for try await notification in notifications {
-                            if notification.payload.hasPrefix("cancel:"), let id = Int64(notification.payload.dropFirst(7)) {
-                                await onCancel(id)
-                            } else {
-                                onWake()
-                            }
+                try await database.client.withConnection { connection in
+                    // A LISTEN connection gets no keep-alive from the pool: ping it, so a connection
+                    // that went silent is closed and listened again within seconds.
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            try await Database.ping(
+                                connection, every: .seconds(5), within: .seconds(3), logger: logger,
+                                query: "SELECT 1 /* ping of the LISTEN agentq_jobs connection */")
                         }
+                        group.addTask { try await receive(on: connection) }
+                        _ = try await group.next()
+                        group.cancelAll()
                     }
                 }
             } catch {
                 if Task.isCancelled { return }
+                if listened.elapsed > .seconds(10) { delay = .milliseconds(100) }
                 logger.warning(
                     "job listener lost its connection; reconnecting",
                     metadata: ["error": "\(describeDatabaseError(error))", "retry_in": "\(delay)"])
             }
             try? await Task.sleep(for: delay)
-            delay = min(delay * 2, .seconds(5))
+            delay = min(delay * 2, .seconds(2))
+        }
+    }
+
+    private func receive(on connection: PostgresConnection) async throws {
+        try await connection.listen(on: Self.channel) { notifications in
+            onWake()
+            for try await notification in notifications {
+                if notification.payload.hasPrefix("cancel:"), let id = Int64(notification.payload.dropFirst(7)) {
+                    await onCancel(id)
+                } else {
+                    onWake()
+                }
+            }
         }
     }
 }

@@ -9,13 +9,17 @@ public final class JobRegistry: Sendable {
         var control: JobControl
         var deadline: ContinuousClock.Instant
         var budget: Duration
+        var stoppedAt: ContinuousClock.Instant?
     }
 
     private let jobs = Mutex([Int64: Entry]())
     private let now: @Sendable () -> ContinuousClock.Instant
+    /// How long a stopped job may take to end before its lease is let go (see `held`).
+    public let abandonAfter: Duration
 
     /// `now` is the clock deadlines are set and checked by (tests pass their own).
-    public init(now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }) {
+    public init(abandonAfter: Duration = .seconds(30), now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }) {
+        self.abandonAfter = abandonAfter
         self.now = now
     }
 
@@ -40,8 +44,22 @@ public final class JobRegistry: Sendable {
         }
     }
 
-    /// The attempts held, for the heartbeat.
-    public var held: [(id: Int64, attempt: Int)] { jobs.withLock { $0.map { ($0.key, $0.value.attempt) } } }
+    /// The attempts held, for the heartbeat. A job stopped `abandonAfter` ago that has not ended
+    /// (its work ignores cancellation: a hang) is left out, so its lease runs out and it is taken
+    /// back, which counts toward its quarantine (README "Reliability"); its slot stays taken until
+    /// the work returns.
+    public var held: [(id: Int64, attempt: Int)] {
+        let cutoff = now() - abandonAfter
+        return jobs.withLock { jobs in
+            jobs.compactMap { id, entry in entry.stoppedAt.map { $0 <= cutoff } == true ? nil : (id, entry.attempt) }
+        }
+    }
+
+    /// Jobs stopped `abandonAfter` ago that still run (left out of heartbeats).
+    public var abandoned: [Int64] {
+        let cutoff = now() - abandonAfter
+        return jobs.withLock { jobs in jobs.compactMap { id, entry in entry.stoppedAt.map { $0 <= cutoff } == true ? id : nil } }
+    }
     public var ids: [Int64] { jobs.withLock { Array($0.keys) } }
     public var count: Int { jobs.withLock { $0.count } }
 
@@ -50,19 +68,29 @@ public final class JobRegistry: Sendable {
 
     /// Stops one job, if held.
     public func stop(_ id: Int64, _ reason: StopReason) {
-        jobs.withLock { $0[id] }?.control.stop(reason)
+        marked { $0 == id }.first?.stop(reason)
     }
 
     /// Stops every job held.
     public func stopAll(_ reason: StopReason) {
-        for entry in jobs.withLock({ Array($0.values) }) { entry.control.stop(reason) }
+        for control in marked({ _ in true }) { control.stop(reason) }
     }
 
     /// Stops the jobs past their deadline with `.timeout`.
     public func stopOverdue() {
         let now = now()
-        for entry in jobs.withLock({ $0.values.filter { $0.deadline <= now } }) {
-            entry.control.stop(.timeout(entry.budget))
+        let overdue = jobs.withLock { $0.filter { $0.value.deadline <= now }.map { ($0.key, $0.value.budget) } }
+        for (id, budget) in overdue { stop(id, .timeout(budget)) }
+    }
+
+    /// The controls of the jobs whose id matches, each marked stopped now (the first stop counts).
+    private func marked(_ matches: (Int64) -> Bool) -> [JobControl] {
+        let now = now()
+        return jobs.withLock { jobs in
+            jobs.keys.filter(matches).compactMap { id in
+                if jobs[id]?.stoppedAt == nil { jobs[id]?.stoppedAt = now }
+                return jobs[id]?.control
+            }
         }
     }
 

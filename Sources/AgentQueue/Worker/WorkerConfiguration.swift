@@ -12,6 +12,14 @@ public struct WorkerConfiguration: Sendable {
     public var lease: Duration = .seconds(30)
     /// How often leases are extended: a third of the lease, so two heartbeats can fail before it runs out.
     public var heartbeatInterval: Duration { lease / 3 }
+    /// How long the server may run one statement (the session's `statement_timeout`).
+    public var statementTimeout: Duration = .seconds(30)
+    /// How long the worker waits for any round trip before it closes that connection: the statement
+    /// timeout plus five seconds (a silent connection is noticed by this deadline alone).
+    public var statementDeadline: Duration { statementTimeout + .seconds(5) }
+    /// The deadline of a heartbeat: its interval (at least 5 s, so a loaded server is not mistaken for
+    /// a silent connection), so a silent connection costs one heartbeat, not the lease.
+    public var heartbeatDeadline: Duration { max(heartbeatInterval, .seconds(5)) }
     /// Fallback claim interval when no NOTIFY arrives.
     public var pollInterval: Duration = .seconds(1)
     /// Time running jobs get to finish on SIGTERM/SIGINT before they are handed back.

@@ -10,8 +10,9 @@ import ServiceLifecycle
 /// maintenance, the stream ticker, the completer, the lease keeper, the job listener, the claim loop.
 /// So on SIGTERM the claim loop stops claiming and gives running jobs `grace` to finish (then hands
 /// the rest back) while leases, cancels, deltas and completions still flow; then the rest stop.
+/// The database (`Database`: deadlines, reachability, pool replacement) starts first and stops last.
 public struct WorkerService: Service {
-    public let client: PostgresClient
+    public let database: Database
     public let configuration: WorkerConfiguration
     public let logger: Logger
     /// The model providers: registered in code, `openai`, and the `agentq.providers` rows.
@@ -24,10 +25,10 @@ public struct WorkerService: Service {
     /// `models`: providers registered in code; the worker adds `openai` and the `agentq.providers` rows.
     /// `tools`: Swift tools this worker runs for any agent, thread or job whose tool set names them.
     public init(
-        client: PostgresClient, configuration: WorkerConfiguration, models: [String: any ChatModel] = [:],
+        database: Database, configuration: WorkerConfiguration, models: [String: any ChatModel] = [:],
         tools: [SwiftTool] = [], logger: Logger
     ) {
-        self.client = client
+        self.database = database
         self.configuration = configuration
         var httpConfiguration = HTTPClient.Configuration()
         httpConfiguration.timeout = .init(connect: .init(configuration.llmConnectTimeout), read: .init(configuration.llmIdleTimeout))
@@ -46,32 +47,29 @@ public struct WorkerService: Service {
         self.logger = logger
     }
 
+    /// Over a pool the caller runs (it is never replaced; statements still get deadlines).
+    public init(
+        client: PostgresClient, configuration: WorkerConfiguration, models: [String: any ChatModel] = [:],
+        tools: [SwiftTool] = [], logger: Logger
+    ) {
+        self.init(
+            database: Database(client: client, deadline: configuration.statementDeadline, logger: logger),
+            configuration: configuration, models: models, tools: tools, logger: logger)
+    }
+
     public func run() async throws {
-        let store = JobStore(client: client, workerID: configuration.id)
-        do {
-            try await store.register(
-                host: ProcessInfo.processInfo.hostName, pid: Int(ProcessInfo.processInfo.processIdentifier),
-                queues: configuration.queues, concurrency: configuration.concurrency, logger: logger)
-        } catch {
-            try? await http.shutdown()
-            throw error
-        }
+        let store = JobStore(database: database, workerID: configuration.id)
         logger.info(
             "worker started",
             metadata: [
                 "queues": "\(configuration.queues.joined(separator: ","))",
                 "concurrency": "\(configuration.concurrency)"
             ])
-        let group = ServiceGroup(configuration: .init(services: services(store: store), logger: logger))
+        let group = ServiceGroup(configuration: .init(services: [database] + services(store: store), logger: logger))
         do {
             try await group.run()
         } catch {
             logger.error("worker stopped on an error", metadata: ["error": "\(error)"])
-        }
-        do {
-            try await store.deregister(logger: logger)
-        } catch {
-            logger.warning("could not deregister", metadata: ["error": "\(describeDatabaseError(error))"])
         }
         try? await http.shutdown()
         logger.info("worker stopped")
@@ -81,10 +79,10 @@ public struct WorkerService: Service {
     private func services(store: JobStore) -> [any Service] {
         let state = WorkerState(configuration: configuration)
         let policy = OutcomePolicy(backoff: configuration.backoff)
-        let streamStore = StreamStore(client: client, workerID: configuration.id)
-        let memory = MemoryStore(client: client, workerID: configuration.id)
+        let streamStore = StreamStore(database: database, workerID: configuration.id)
+        let memory = MemoryStore(database: database, workerID: configuration.id)
         let toolbox = Toolbox(
-            store: ToolStore(client: client, workerID: configuration.id),
+            store: ToolStore(database: database, workerID: configuration.id),
             caller: ToolCaller(http: http, allowedHosts: configuration.httpToolHosts), swiftTools: swiftTools)
         let generator = Generator(models: models, policy: policy, toolbox: toolbox, memory: memory)
         let dispatcher = JobDispatcher(
@@ -93,13 +91,16 @@ public struct WorkerService: Service {
                 defaultRecentMessages: configuration.recentMessages),
             embed: EmbedHandler(runner: EmbedRunner(models: models, store: memory, policy: policy)),
             state: state, policy: policy, logger: logger)
-        let leaseKeeper = LeaseKeeper(store: store, registry: state.registry, configuration: configuration, logger: logger)
+        var keeper = LeaseKeeper(store: store, registry: state.registry, configuration: configuration, logger: logger)
+        keeper.onFirstRegistration = { state.registered = true }
+        let leaseKeeper = keeper
         return [
             Maintenance(store: store, models: models, configuration: configuration, logger: logger),
             StreamTicker(store: streamStore, state: state, logger: logger),
             Completer(store: store, state: state, configuration: configuration, logger: logger),
             leaseKeeper,
-            JobListener(client: client, logger: logger, onWake: { state.wake(.wake) }, onCancel: { await leaseKeeper.cancelNotified($0) }),
+            JobListener(
+                database: database, logger: logger, onWake: { state.wake(.wake) }, onCancel: { await leaseKeeper.cancelNotified($0) }),
             ClaimLoop(store: store, dispatcher: dispatcher, state: state, configuration: configuration, logger: logger)
         ]
     }

@@ -10,13 +10,22 @@ final class WorkerState: Sendable {
     let completions: CompletionQueue
     let streams: LiveStreams
     private let stopping = Atomic<Bool>(false)
+    private let registeredFlag = Atomic<Bool>(false)
 
-    init(configuration: WorkerConfiguration, registry: JobRegistry = JobRegistry()) {
+    /// Whether the lease keeper has registered the worker (or given up trying once): claims wait
+    /// for it, since a claim marks the worker `waiting` in its registry row.
+    var registered: Bool {
+        get { registeredFlag.load(ordering: .acquiring) }
+        set { registeredFlag.store(newValue, ordering: .releasing) }
+    }
+
+    init(configuration: WorkerConfiguration, registry: JobRegistry? = nil) {
         streams = LiveStreams(throttle: configuration.streamThrottle)
         scheduler = Mutex(ClaimScheduler(concurrency: configuration.concurrency))
         (wakeups, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        completions = CompletionQueue(maxBatch: configuration.maxCompletionBatch)
-        self.registry = registry
+        completions = CompletionQueue(
+            maxBatch: configuration.maxCompletionBatch, blockedRetry: BlockedRetry(giveUpAfter: configuration.lease))
+        self.registry = registry ?? JobRegistry(abandonAfter: configuration.lease)
     }
 
     /// Tells the claim loop that work may be waiting (a NOTIFY, the fallback poll) or slots are free.

@@ -202,3 +202,25 @@ import Testing
         }
     }
 }
+
+extension QueueTests {
+    /// A job whose lease is lost twice while the server is up (its worker crashed or hung each time)
+    /// is failed as quarantined rather than handed to a third worker.
+    @Test func aJobThatLosesItsLeaseTwiceIsQuarantined() async throws {
+        try await TestDatabase.with("queue_quarantine") { client, _ in
+            let store = JobStore(client: client, workerID: "w")
+            let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'poison', options => '{\"max_attempts\": 10}')")
+            for round in 1...2 {
+                _ = try await store.claim(queues: ["default"], limit: 1, lease: .seconds(30), logger: TestDatabase.logger)
+                try await client.run("UPDATE agentq.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = \(job)")
+                #expect(try await client.scalar("SELECT agentq.take_back_expired(100, interval '30 seconds')") == 1)
+                let (status, lost): (String, Int) = try await client.rows(
+                    "SELECT status, lost_leases FROM agentq.jobs WHERE id = \(job)", as: (String, Int).self)[0]
+                #expect(lost == round)
+                #expect(status == (round == 1 ? "queued" : "failed"))
+            }
+            let error: String = try await client.scalar("SELECT last_error FROM agentq.jobs WHERE id = \(job)")
+            #expect(error.hasPrefix("quarantined: 2 workers stopped heartbeating while running it"), "\(error)")
+        }
+    }
+}

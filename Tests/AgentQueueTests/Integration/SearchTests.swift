@@ -66,7 +66,7 @@ import Testing
             #expect(try await Self.hits(client, "SELECT text FROM agentq.search_messages('queues', \(thread))").count == 1)
             await expectError(client, "SELECT * FROM agentq.search_messages('x')", "22004")
             await expectError(client, "SELECT * FROM agentq.search_messages('x', \(thread), lim => 0)", "22023")
-            await expectError(client, "SELECT * FROM agentq.search_messages(null, \(thread), query_embedding => '[1,0,0]')", "22004")
+            await expectError(client, "SELECT * FROM agentq.search_messages(null, \(thread), query_embedding => '[1,0,0,0]')", "22004")
         }
     }
 

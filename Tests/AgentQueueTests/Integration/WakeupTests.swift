@@ -52,13 +52,14 @@ import Testing
             let killed: Int = try await client.scalar(
                 """
                 SELECT count(pg_terminate_backend(pid))::int FROM pg_stat_activity
-                 WHERE datname = current_database() AND query ILIKE 'LISTEN%agentq_jobs%'
+                 WHERE datname = current_database()
+                   AND (query ILIKE 'LISTEN%agentq_jobs%' OR query LIKE '%ping of the LISTEN agentq_jobs connection%')
                 """)
             #expect(killed == 1)
             try await eventually(timeout: .seconds(20), "listener back") {
                 try await client.scalar(
                     """
-                    SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%agentq_jobs%'
+                    SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND (query ILIKE 'LISTEN%agentq_jobs%' OR query LIKE '%ping of the LISTEN agentq_jobs%')
                     """) == 1
             }
             let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'wake up')")

@@ -20,10 +20,15 @@ enum TestDatabase {
     }
 
     /// Runs `body` with a running client on a new database named after `name`; `migrate` applies sql/.
+    /// Workers run in this process (`WorkerService`) answer the tests' `mock:*` models: the flag
+    /// `agentq worker --allow-mock-models` is, for them, `AGENTQ_ALLOW_MOCK_MODELS=1`, set once.
+    static let allowMockModels: Void = { setenv(ModelRegistry.allowMockEnvironment, "1", 1) }()
+
     static func with<T: Sendable>(
         _ name: String, migrate: Bool = true,
         _ body: @Sendable @escaping (PostgresClient, DatabaseURL) async throws -> T
     ) async throws -> T {
+        _ = allowMockModels
         let server = try serverURL()
         let database = "aq_\(name.lowercased().filter { $0.isLetter || $0.isNumber })_\(UInt32.random(in: 0...UInt32.max))"
         // CREATE DATABASE copies template1 and refuses (55006) while another session touches it: retry.

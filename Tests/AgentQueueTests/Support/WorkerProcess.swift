@@ -11,7 +11,13 @@ final class WorkerProcess: @unchecked Sendable {  // Process is used from one te
     init(url: DatabaseURL, arguments: [String] = [], environment: [String: String] = [:]) throws {
         let bin = try agentqBinary()
         process.executableURL = URL(fileURLWithPath: bin)
-        process.arguments = ["worker", "--database-url", url.libpqURL, "--poll-ms", "100", "--log-level", "warning"] + arguments
+        // The tests' agents use the mock models unless a test passes `--no-mock` (taken out here).
+        let mock = arguments.contains("--no-mock") ? [] : ["--allow-mock-models"]
+        process.arguments =
+            ["worker", "--database-url", url.libpqURL, "--poll-ms", "100", "--log-level", "warning"] + mock
+            + arguments.filter { $0 != "--no-mock" }
+        var environment = environment
+        if mock.isEmpty { environment[ModelRegistry.allowMockEnvironment] = "0" }
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("agentq-worker-\(UUID()).log")
         _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)

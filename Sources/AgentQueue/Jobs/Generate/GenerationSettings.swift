@@ -48,16 +48,18 @@ public struct GenerationSettings: Sendable, Hashable {
         let modelName = merged["model"]?.stringValue ?? agent.model
         (provider, model) = try ModelRegistry.split(modelName)
         instructions = merged["instructions"]?.stringValue ?? agent.instructions
-        recentMessages = merged["context"]?["recent_messages"]?.intValue ?? defaultRecent
+        // Every number is read exactly (`intValue`) and clamped to its range (README: Limits): the
+        // SQL checks hold new options to these ranges, and rows written before them must not trap.
+        recentMessages = Limits.clamp(merged["context"]?["recent_messages"]?.intValue ?? defaultRecent, 0...Limits.recentMessages)
         let save = merged["storage"]?["save_messages"]?.stringValue ?? SaveMode.promptAndOutput.rawValue
         guard let saveMode = SaveMode(rawValue: save) else {
             throw GenerationError(.permanent, "storage.save_messages must be promptAndOutput, all or none, got \"\(save)\"")
         }
         saveMessages = saveMode
-        timeout = merged["timeout_ms"]?.intValue.map { .milliseconds($0) } ?? defaultTimeout
-        maxRetries = max(0, merged["max_retries"]?.intValue ?? 3)
+        timeout = merged["timeout_ms"]?.intValue.map { .milliseconds(Limits.clamp($0, 1...Limits.timeoutMilliseconds)) } ?? defaultTimeout
+        maxRetries = Limits.clamp(merged["max_retries"]?.intValue ?? 3, 0...Limits.maxRetries)
         if case .number(let t)? = merged["temperature"] { temperature = t }
-        maxTokens = merged["max_tokens"]?.intValue
+        maxTokens = merged["max_tokens"]?.intValue.map { Limits.clamp($0, 1...Limits.maxTokens) }
         logRaw = merged["log_raw"]?.boolValue ?? false
         schema = jobOptions["schema"]
         streamEnabled = merged["stream"]?["enabled"]?.boolValue ?? true
@@ -66,7 +68,7 @@ public struct GenerationSettings: Sendable, Hashable {
         } else {
             toolNames = agent.tools
         }
-        maxSteps = max(1, merged["max_steps"]?.intValue ?? 5)
+        maxSteps = Limits.clamp(merged["max_steps"]?.intValue ?? 5, 1...Limits.maxSteps)
         excludeToolMessages = merged["context"]?["exclude_tool_messages"]?.boolValue ?? false
         if let search = merged["context"]?["search"], search.objectValue != nil,
             search["text"]?.boolValue == true || search["vector"]?.boolValue == true, (search["limit"]?.intValue ?? 10) > 0

@@ -196,6 +196,7 @@ public struct Generator: Sendable {
             calls.begin()
             do {
                 let reply = try await model.complete(request, onText: onText)
+                try Self.checkLimits(reply)  // a refusal ends the call as failed (below)
                 calls.end(reply.usage, exchange: reply.exchange, failed: nil)
                 return reply
             } catch let failure as GenerationError {
@@ -251,6 +252,25 @@ public struct Generator: Sendable {
             reply = try await call(model, request, settings: settings, calls: calls, onText: { _ in }, stopReason: stopReason)
         }
         throw GenerationError(.permanent, "unreachable")
+    }
+
+    /// Refuses a reply past the caps on what a model hands back (README: Limits), whatever the
+    /// provider: its text, its tool calls in one step, one call's arguments.
+    static func checkLimits(_ reply: ChatReply) throws {
+        if reply.text.utf8.count > Limits.replyTextBytes {
+            throw GenerationError(.permanent, "the model's reply is over \(Limits.replyTextBytes) bytes")
+        }
+        if reply.toolCalls.count > Limits.toolCallsPerStep {
+            throw GenerationError(
+                .permanent,
+                "the model asked for \(reply.toolCalls.count) tool calls in one step (at most \(Limits.toolCallsPerStep))")
+        }
+        if let call = reply.toolCalls.first(where: {
+            $0.arguments.utf8.count + $0.name.utf8.count + $0.id.utf8.count > Limits.toolArgumentsBytes
+        }) {
+            throw GenerationError(
+                .permanent, "the model's tool call \(call.name.prefix(64)) has arguments over \(Limits.toolArgumentsBytes) bytes")
+        }
     }
 
     /// How a structured-output repair request starts.
