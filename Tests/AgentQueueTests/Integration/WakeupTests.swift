@@ -52,7 +52,7 @@ import Testing
             let killed: Int = try await client.scalar(
                 """
                 SELECT count(pg_terminate_backend(pid))::int FROM pg_stat_activity
-                 WHERE datname = current_database()
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()
                    AND (query ILIKE 'LISTEN%agentq_jobs%' OR query LIKE '%ping of the LISTEN agentq_jobs connection%')
                 """)
             #expect(killed == 1)
