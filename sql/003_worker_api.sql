@@ -277,17 +277,28 @@ language sql as $$
 $$;
 
 -- Each applied item's last delta, written gap-free (only right after its stream's last seq) before
--- the stream ends. Returns the stream.delta events.
+-- the stream ends. A last delta that starts at a seq already written (it leads with a tick whose
+-- answer the worker lost) is written only for the part past what landed, when what landed is its
+-- start; otherwise it is dropped (the final message holds the whole text). Returns the stream.delta
+-- events.
 create or replace function agentq.finish_last_deltas(p_items agentq.finish_item[], p_applied bigint[]) returns jsonb[]
 language sql as $$
     with fd as (
         select (fi.stream->>'stream_id')::uuid as stream_id, (fi.stream->>'seq')::int as seq, fi.stream->>'delta' as text
           from unnest(p_items) fi
          where fi.job_id = any (p_applied) and fi.stream->>'delta' is not null),
+    tail as (
+        select fd.stream_id, s.last_seq + 1 as seq,
+               case when fd.seq = s.last_seq + 1 then fd.text else substr(fd.text, length(landed.text) + 1) end as text
+          from fd
+          join agentq.streams s on s.id = fd.stream_id and s.status = 'streaming'
+          left join lateral (select string_agg(sd.text, '' order by sd.seq) as text from agentq.stream_deltas sd
+                              where fd.seq <= s.last_seq and sd.stream_id = fd.stream_id and sd.seq >= fd.seq) landed on true
+         where fd.seq = s.last_seq + 1
+            or (fd.seq <= s.last_seq and starts_with(fd.text, landed.text) and length(fd.text) > length(landed.text))),
     ins as (
         insert into agentq.stream_deltas (stream_id, seq, text)
-        select fd.stream_id, fd.seq, fd.text from fd
-          join agentq.streams s on s.id = fd.stream_id and s.status = 'streaming' and s.last_seq = fd.seq - 1
+        select tail.stream_id, tail.seq, tail.text from tail
         returning stream_id, seq, text),
     moved as (
         update agentq.streams s set last_seq = ins.seq, updated_at = now() from ins where s.id = ins.stream_id

@@ -57,9 +57,10 @@ end $$;
 -- `stream.delta` event each (the text rides in the event; "truncated": true when it does not fit).
 -- Deltas: [{"stream_id", "attempt", "seq", "text", "parts"}]. A delta is written only when its stream
 -- is still `streaming`, its job still held (worker and attempt), and its seq follows the stream's last
--- (no gaps, no duplicates). Returns, per stream, whether its delta was written and whether the worker
--- must stop that generation (cancel requested, stream no longer streaming, job no longer held, or a
--- seq gap). Delta ticks commit asynchronously: losing the newest ticks in a server crash only loses
+-- (no gaps, no duplicates). A delta sent again exactly as it was already written (the worker lost the
+-- answer to the statement that wrote it) counts as written and changes nothing. Returns, per stream,
+-- whether its delta is written and whether the worker must stop that generation (cancel requested,
+-- stream no longer streaming, job no longer held, or a seq gap). Delta ticks commit asynchronously: losing the newest ticks in a server crash only loses
 -- text that the retried attempt writes again, and the seq check catches the gap.
 create or replace function agentq.write_deltas(p_worker text, p_deltas jsonb)
 returns table (stream_id uuid, written boolean, stop boolean) language plpgsql as $$
@@ -76,10 +77,15 @@ begin
                 and jb.worker = p_worker and jb.attempt = d.attempt) as ok,
                coalesce(jb.cancel_requested, true) or s.status is distinct from 'streaming'
                  or jb.status is distinct from 'running' or jb.worker is distinct from p_worker
-                 or jb.attempt is distinct from d.attempt or s.last_seq is distinct from d.seq - 1 as stop
+                 or jb.attempt is distinct from d.attempt
+                 or (s.last_seq is distinct from d.seq - 1 and not coalesce(dup.landed, false)) as stop,
+               coalesce(dup.landed, false) as landed
           from d
           left join agentq.streams s on s.id = d.stream_id
-          left join agentq.jobs jb on jb.id = s.job_id),
+          left join agentq.jobs jb on jb.id = s.job_id
+          left join lateral (select true as landed from agentq.stream_deltas sd
+                              where d.seq <= s.last_seq and sd.stream_id = d.stream_id and sd.seq = d.seq
+                                and sd.text = coalesce(d.text, '')) dup on true),
     ins as (
         insert into agentq.stream_deltas (stream_id, seq, text, parts)
         select c.stream_id, c.seq, coalesce(c.text, ''), c.parts from checked c where c.ok
@@ -88,7 +94,7 @@ begin
         update agentq.streams s set last_seq = c.seq, updated_at = now()
           from checked c where c.ok and s.id = c.stream_id
         returning s.id)
-    select coalesce(array_agg(jsonb_build_object('stream_id', c.stream_id, 'ok', c.ok, 'stop', c.stop,
+    select coalesce(array_agg(jsonb_build_object('stream_id', c.stream_id, 'ok', c.ok, 'landed', c.landed, 'stop', c.stop,
                                                  'thread_id', c.thread_id, 'job_id', c.job_id,
                                                  'message_id', c.message_id, 'seq', c.seq, 'text', c.text)
                               order by c.stream_id), '{}')
@@ -98,7 +104,8 @@ begin
                                   'message_id', r->>'message_id', 'stream_id', r->>'stream_id',
                                   'seq', (r->>'seq')::int, 'text', r->>'text')
           from unnest(result) r where (r->>'ok')::boolean));
-    return query select (r->>'stream_id')::uuid, (r->>'ok')::boolean, (r->>'stop')::boolean from unnest(result) r;
+    return query select (r->>'stream_id')::uuid, (r->>'ok')::boolean or (r->>'landed')::boolean, (r->>'stop')::boolean
+                   from unnest(result) r;
 end $$;
 
 insert into agentq.schema_migrations (version, name) values ('004', 'streams') on conflict (version) do nothing;

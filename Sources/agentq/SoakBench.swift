@@ -47,7 +47,7 @@ struct SoakBench: AsyncParsableCommand {
 
     /// Sets up the server, model and workers, runs the load and the faults, then checks and reports.
     private func soak(logger: Logger) async throws -> Bool {
-        let server = try SoakServer()
+        let server = try ScratchPostgres(name: "soak")
         defer { server.destroy() }
         let (mock, baseURL) = try await BenchSupport.spawnMockLLM()
         defer { kill(mock.processIdentifier, SIGKILL) }
@@ -175,7 +175,7 @@ struct SoakBench: AsyncParsableCommand {
 
     /// Every 5 s the workers' resident memory; every 30 s a worker killed (SIGKILL) and replaced;
     /// every 60 s a server restart, fast and immediate in turn, down for 1 s.
-    private func injectFaults(_ server: SoakServer, fleet: SoakFleet, url: DatabaseURL, until deadline: ContinuousClock.Instant)
+    private func injectFaults(_ server: ScratchPostgres, fleet: SoakFleet, url: DatabaseURL, until deadline: ContinuousClock.Instant)
         async throws -> Faults
     {
         var faults = Faults()
@@ -199,7 +199,7 @@ struct SoakBench: AsyncParsableCommand {
             }
             if restartAt <= .now {
                 let mode = (faults.fastRestarts + faults.immediateRestarts) % 2 == 0 ? "fast" : "immediate"
-                try await offPool { try server.restart(mode, downSeconds: 1) }
+                try await offPool { try server.restart(mode, down: .seconds(1)) }
                 if mode == "fast" { faults.fastRestarts += 1 } else { faults.immediateRestarts += 1 }
                 restartAt += .seconds(60)
             }
@@ -256,7 +256,7 @@ final class SoakFleet: @unchecked Sendable {
     }
 
     /// Whether the process runs, from /proc: not `Process.isRunning`, which relies on Foundation
-    /// noticing the exit (it can miss it, see SoakServer.run); a zombie counts as gone.
+    /// noticing the exit (it can miss it, see ScratchPostgres.run); a zombie counts as gone.
     static func isAlive(_ process: Process) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
             let close = stat.lastIndex(of: ")")

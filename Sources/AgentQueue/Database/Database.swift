@@ -55,13 +55,10 @@ public final class Database: Service, Sendable {
     /// Whether the last round trip reached the server.
     public var isReachable: Bool { health.withLock { $0.isReachable } }
 
-    /// Pools replaced so far.
-    public var replacements: Int { health.withLock { $0.replacements } }
-
     /// Runs one statement and reads all its rows, within `deadline` (default: `self.deadline`).
     public func query(_ query: PostgresQuery, deadline: Duration? = nil, logger: Logger) async throws -> QueryRows {
         try await withConnection(deadline: deadline, logger: logger) { connection in
-            QueryRows(try await connection.query(query, logger: logger).collect())
+            QueryRows(try await connection.checkedQuery(query, logger: logger).collect())
         }
     }
 
@@ -71,12 +68,13 @@ public final class Database: Service, Sendable {
         _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         try await withConnection(deadline: deadline, logger: logger) { connection in
-            try await connection.withTransaction(logger: logger) { try await body($0) }
+            try await connection.checkedTransaction(logger: logger) { try await body($0) }
         }
     }
 
     /// Leases a connection for `body`; past `deadline` the connection is closed (failing whatever
-    /// `body` waits for) and the call throws `databaseUnavailable`.
+    /// `body` waits for) and the call throws `databaseUnavailable`. The wait for a connection counts:
+    /// a stuck pool fails its callers too, and the watchdog replaces it.
     public func withConnection<T: Sendable>(
         deadline: Duration? = nil, logger: Logger,
         _ body: @escaping @Sendable (PostgresConnection) async throws -> T
@@ -85,28 +83,16 @@ public final class Database: Service, Sendable {
         let limit = deadline ?? self.deadline
         let leased = ConnectionSlot()
         do {
-            // A cancelled caller (a job stopped mid-statement) cannot interrupt the statement
-            // either: closing its connection is the only way to stop waiting.
-            let value = try await withTaskCancellationHandler {
-                try await withThrowingTaskGroup(of: T?.self) { group in
-                    group.addTask {
-                        try await client.withConnection { connection in
-                            leased.set(connection)
-                            defer { leased.set(nil) }
-                            return try await body(connection)
-                        }
-                    }
-                    group.addTask {
-                        try await Task.sleep(for: limit)
-                        return nil
-                    }
-                    defer { group.cancelAll() }
-                    if let first = try await group.next(), let value = first { return value }
-                    if let connection = leased.get() { try? await connection.close() }
-                    throw AgentQueueError(.databaseUnavailable, "no answer from the database within \(limit.seconds) s")
+            let answer = try await Self.within(limit, closing: leased, logger: logger) {
+                try await client.withConnection { connection in
+                    // A lease granted after the deadline is not used: nothing would close it.
+                    guard leased.hold(connection) else { throw CancellationError() }
+                    defer { leased.release() }
+                    return try await body(connection)
                 }
-            } onCancel: {
-                _ = leased.get()?.close() as EventLoopFuture<Void>?
+            }
+            guard let value = answer else {
+                throw AgentQueueError(.databaseUnavailable, "no answer from the database within \(limit.seconds) s")
             }
             health.withLock { $0.succeeded() }
             return value
@@ -120,29 +106,48 @@ public final class Database: Service, Sendable {
         }
     }
 
-    /// Runs `SELECT 1` on `connection` every `interval` until cancelled; when one gets no answer
-    /// `within`, closes the connection and throws (for connections held open, like a LISTEN).
+    /// Runs `query` (default `SELECT 1`) on `connection` every `interval` until cancelled; when one
+    /// gets no answer `within`, closes the connection and throws (for connections held open, like
+    /// a LISTEN, which the pool's keep-alive does not reach).
     public static func ping(
         _ connection: PostgresConnection, every interval: Duration, within limit: Duration, logger: Logger,
         query: PostgresQuery = "SELECT 1"
-    )
-        async throws
-    {
+    ) async throws {
+        let slot = ConnectionSlot(connection)
         while !Task.isCancelled {
             try await Task.sleep(for: interval)
-            let answered = await withTaskGroup(of: Bool.self) { group in
-                group.addTask { (try? await connection.query(query, logger: logger).collect()) != nil }
-                group.addTask {
-                    try? await Task.sleep(for: limit)
-                    return false
-                }
-                let first = await group.next() ?? false
-                if !first { try? await connection.close() }
-                group.cancelAll()
-                return first
+            let answered = try await within(limit, closing: slot, logger: logger) {
+                _ = try await connection.checkedQuery(query, logger: logger).collect()
+                return true
             }
-            if Task.isCancelled { return }
-            if !answered { throw AgentQueueError(.databaseUnavailable, "the connection did not answer a ping within \(limit.seconds) s") }
+            if answered != true {
+                throw AgentQueueError(.databaseUnavailable, "the connection did not answer a ping within \(limit.seconds) s")
+            }
+        }
+    }
+
+    /// Runs `body` for at most `limit`; past it, closes the connection in `slot` and returns nil. A
+    /// statement PostgresNIO sent cannot be cancelled, so closing its connection (also when the
+    /// caller is cancelled) is the only way to stop waiting for it.
+    private static func within<T: Sendable>(
+        _ limit: Duration, closing slot: ConnectionSlot, logger: Logger, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T? {
+        try await withTaskCancellationHandler {
+            try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask { try await body() }
+                group.addTask {
+                    try await Task.sleep(for: limit)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                if let first = try await group.next(), let value = first { return value }
+                let connection = slot.expire()
+                logger.debug("no answer in time; closing the connection", metadata: ["limit": "\(limit)", "held": "\(connection != nil)"])
+                if let connection { try? await connection.close() }
+                return nil
+            }
+        } onCancel: {
+            _ = slot.expire()?.close() as EventLoopFuture<Void>?
         }
     }
 
@@ -152,8 +157,14 @@ public final class Database: Service, Sendable {
             while !Task.isCancelled {
                 let client = self.client
                 await withDiscardingTaskGroup { group in
-                    if self.connector != nil { group.addTask { await client.run() } }
+                    if self.connector != nil {
+                        group.addTask {
+                            await client.run()
+                            self.logger.debug("database pool stopped")
+                        }
+                    }
                     await self.watchUntilStuck()
+                    self.logger.debug("database watchdog stopped")
                     group.cancelAll()
                 }
                 guard !Task.isCancelled, let connector = self.connector else { return }
@@ -183,36 +194,56 @@ public final class Database: Service, Sendable {
         }
     }
 
-    /// Whether the server answers `SELECT 1` on a connection of its own within two seconds (the
-    /// connection is closed at the deadline, as in `withConnection`).
+    /// Whether the server answers `SELECT 1` on a connection of its own within two seconds.
     private func probeDirectly() async -> Bool {
         guard let connector else { return false }
         let logger = logger
         let opened = ConnectionSlot()
-        return await withTaskGroup(of: Bool?.self) { group in
-            group.addTask {
-                guard let connection = try? await PostgresConnection.connect(configuration: connector.direct, id: 0, logger: logger)
-                else { return false }
-                opened.set(connection)
-                let answered = (try? await connection.query("SELECT 1", logger: logger).collect()) != nil
+        let answered: Bool?? = try? await Self.within(.seconds(2), closing: opened, logger: logger) {
+            let connection = try await PostgresConnection.connect(configuration: connector.direct, id: 0, logger: logger)
+            guard opened.hold(connection) else {
                 try? await connection.close()
-                return answered
+                throw CancellationError()
             }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(2))
-                return nil
+            // Closed and waited for on every path: a connection let go while open is a leak (and an
+            // assertion in PostgresNIO's debug builds).
+            do {
+                _ = try await connection.query("SELECT 1", logger: logger).collect()
+                try? await connection.close()
+                return true
+            } catch {
+                try? await connection.close()
+                throw error
             }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            if first == nil, let connection = opened.get() { try? await connection.close() }
-            return first ?? false
         }
+        return answered == true
     }
 }
 
-/// The connection a round trip holds, for the task that closes it at the deadline.
+/// The connection a round trip holds, for the task that closes it at the deadline. Once the
+/// deadline passed (`expire`), a connection that arrives late (a pool lease granted just then) is
+/// refused, so no query can start on a connection nobody would close: a task group waits for its
+/// children, and a query on a silent connection never returns by itself.
 private final class ConnectionSlot: Sendable {
-    private let connection = Mutex<PostgresConnection?>(nil)
-    func set(_ value: PostgresConnection?) { connection.withLock { $0 = value } }
-    func get() -> PostgresConnection? { connection.withLock { $0 } }
+    private let state: Mutex<(connection: PostgresConnection?, expired: Bool)>
+    init(_ connection: PostgresConnection? = nil) { state = Mutex((connection, false)) }
+
+    /// Holds `connection` for the round trip; false when the deadline already passed.
+    func hold(_ connection: PostgresConnection) -> Bool {
+        state.withLock { s in
+            guard !s.expired else { return false }
+            s.connection = connection
+            return true
+        }
+    }
+
+    func release() { state.withLock { $0.connection = nil } }
+
+    /// Marks the deadline passed; returns the connection held, to close.
+    func expire() -> PostgresConnection? {
+        state.withLock { s in
+            s.expired = true
+            return s.connection
+        }
+    }
 }

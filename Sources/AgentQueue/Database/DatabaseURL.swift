@@ -78,6 +78,17 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         return s
     }
 
+    private enum TLSUse { case prefer, require }
+
+    /// TLS as `sslmode` asks for it (nil: none; `allow` is taken as none).
+    private var tlsUse: TLSUse? {
+        switch sslMode {
+        case "disable", "allow": nil
+        case "prefer": .prefer
+        default: .require
+        }
+    }
+
     /// A single connection's configuration (the worker's direct reachability probe).
     public func connectionConfiguration(applicationName: String) throws -> PostgresConnection.Configuration {
         var config: PostgresConnection.Configuration
@@ -85,19 +96,26 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
             config = .init(unixSocketPath: "\(dir)/.s.PGSQL.\(port)", username: username, password: password, database: database)
         } else {
             let tls: PostgresConnection.Configuration.TLS
-            switch sslMode {
-            case "disable", "allow": tls = .disable
-            case "prefer": tls = .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
-            default: tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            switch tlsUse {
+            case nil: tls = .disable
+            case .prefer?: tls = .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            case .require?: tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
             }
             config = .init(host: host, port: port, username: username, password: password, database: database, tls: tls)
         }
-        config.options.connectTimeout = .seconds(2)
+        // The probe's own deadline (2 s) ends a connect that hangs: cancelling closes the channel
+        // first. PostgresNIO's connect timeout firing mid-handshake can let the connection go before
+        // its channel closed, which a debug build's assertion turns into a crash, so it stays later.
+        config.options.connectTimeout = .seconds(10)
         config.options.additionalStartupParameters = [("application_name", applicationName)]
         return config
     }
 
-    /// A client configuration; `applicationName` and `statementTimeout` become session settings.
+    /// A client configuration; `applicationName` and `statementTimeout` become session settings. The
+    /// statement timeout also bounds how long a session may sit idle inside a transaction
+    /// (`idle_in_transaction_session_timeout`): when a connection dies mid-transaction without a
+    /// reset (a silent network), the server ends that session and its locks go, instead of holding
+    /// the job's rows until TCP gives up hours later (README "Reliability").
     public func clientConfiguration(
         applicationName: String, statementTimeout: Duration?,
         maximumConnections: Int = 20
@@ -107,20 +125,18 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
             config = .init(unixSocketPath: "\(dir)/.s.PGSQL.\(port)", username: username, password: password, database: database)
         } else {
             let tls: PostgresClient.Configuration.TLS
-            switch sslMode {
-            case "disable", "allow": tls = .disable
-            case "prefer": tls = .prefer(.makeClientConfiguration())
-            default: tls = .require(.makeClientConfiguration())
+            switch tlsUse {
+            case nil: tls = .disable
+            case .prefer?: tls = .prefer(.makeClientConfiguration())
+            case .require?: tls = .require(.makeClientConfiguration())
             }
             config = .init(host: host, port: port, username: username, password: password, database: database, tls: tls)
         }
         var parameters = [("application_name", applicationName)]
         if let statementTimeout {
-            parameters.append(
-                (
-                    "statement_timeout",
-                    "\(statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000)ms"
-                ))
+            let milliseconds =
+                "\(statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000)ms"
+            parameters += [("statement_timeout", milliseconds), ("idle_in_transaction_session_timeout", milliseconds)]
         }
         config.options.additionalStartupParameters = parameters
         config.options.maximumConnections = maximumConnections

@@ -77,7 +77,7 @@ public struct ToolStore: Sendable {
         _ body: @escaping @Sendable (StepTransaction) async throws -> T
     ) async throws -> T {
         try await database.withTransaction(deadline: database.deadline + extraTime, logger: logger) { connection in
-            _ = try await connection.query(
+            _ = try await connection.checkedQuery(
                 """
                 SELECT agentq.begin_step(\(workerID), \(step.jobID), \(step.attempt)::int, \(step.json)::jsonb)
                 """, logger: logger
@@ -105,7 +105,7 @@ public struct ToolStore: Sendable {
             try await run("SET LOCAL statement_timeout = \(max(1, Int(timeout.seconds * 1000)))")
             do {
                 var value: JSONValue = .null
-                for try await text in try await connection.query(
+                for try await text in try await connection.checkedQuery(
                     """
                     SELECT coalesce(agentq.run_sql_tool(\(jobID), \(callID)), 'null'::jsonb)::text
                     """, logger: logger
@@ -127,7 +127,7 @@ public struct ToolStore: Sendable {
 
         /// Saves results of calls saved before (`agentq.record_tool_results`).
         public func recordResults(jobID: Int64, _ results: [String: ToolResult]) async throws {
-            _ = try await connection.query(
+            _ = try await connection.checkedQuery(
                 """
                 SELECT agentq.emit_all(agentq.record_tool_results(\(jobID), \(Step.resultsJSON(results))::jsonb))
                 """, logger: logger
@@ -136,7 +136,7 @@ public struct ToolStore: Sendable {
 
         /// Opens the next step's pending message and stream.
         public func openStream(_ next: StreamStore.Opening) async throws {
-            _ = try await connection.query(
+            _ = try await connection.checkedQuery(
                 """
                 SELECT stream_id FROM agentq.open_streams(\(workerID), \(StreamStore.json([next]))::jsonb)
                 """, logger: logger
@@ -144,7 +144,7 @@ public struct ToolStore: Sendable {
         }
 
         private func run(_ sql: String) async throws {
-            _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect()
+            _ = try await connection.checkedQuery(PostgresQuery(unsafeSQL: sql), logger: logger).collect()
         }
     }
 

@@ -77,7 +77,7 @@ public final class LiveStreams: Sendable {
 
     /// The tick loop: writes waiting deltas when the throttle or a sentence end says so, until
     /// cancelled. `onStop` hears of jobs whose streams the database says to stop (cancel, lost hold).
-    public func run(store: StreamStore, logger: Logger, onStop: @Sendable (Int64) -> Void) async {
+    public func run(store: StreamStore, logger: Logger, onStop: @Sendable (_ job: Int64, _ attempt: Int) -> Void) async {
         var wakes = wakeups.makeAsyncIterator()
         while !Task.isCancelled {
             let wait = state.withLock { $0.buffer.timeUntilDue(now: .now) }
@@ -92,7 +92,7 @@ public final class LiveStreams: Sendable {
         }
     }
 
-    private func tick(store: StreamStore, logger: Logger, onStop: @Sendable (Int64) -> Void) async {
+    private func tick(store: StreamStore, logger: Logger, onStop: @Sendable (_ job: Int64, _ attempt: Int) -> Void) async {
         let (deltas, handles) = state.withLock { s in
             let deltas = s.buffer.takeTick(now: .now)
             s.inFlight = Set(deltas.map(\.stream))
@@ -102,11 +102,16 @@ public final class LiveStreams: Sendable {
         let rows = deltas.compactMap { d in
             handles[d.stream].map { StreamStore.Delta(streamID: d.stream, attempt: $0.attempt, seq: d.seq, text: d.text) }
         }
-        var stopped: [Int64] = []
+        var stopped: [(job: Int64, attempt: Int)] = []
         do {
             let result = try await store.write(rows, logger: logger)
             for (id, outcome) in result where outcome.stop {
-                if let job = handles[id]?.jobID { stopped.append(job) }
+                guard let handle = handles[id] else { continue }
+                let job = handle.jobID
+                stopped.append((job, handle.attempt))
+                logger.info(
+                    "the database stopped a stream (cancel requested, ended, no longer this attempt's, or out of sequence)",
+                    metadata: ["job_id": "\(job)", "stream_id": "\(id)", "written": "\(outcome.written)"])
             }
         } catch {
             logger.warning(
@@ -121,6 +126,6 @@ public final class LiveStreams: Sendable {
             return s.landed
         }
         for w in waiters { w.resume() }
-        for job in stopped { onStop(job) }
+        for (job, attempt) in stopped { onStop(job, attempt) }
     }
 }

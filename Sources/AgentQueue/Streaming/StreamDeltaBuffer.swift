@@ -18,12 +18,16 @@ public struct StreamDeltaBuffer<StreamID: Hashable & Sendable>: Sendable {
         var pending = ""
         var nextSeq = 0
         var sentenceEnded = false
+        /// A delta whose write's outcome is unknown, to send again as it was.
+        var unconfirmed: Delta?
+
+        var hasWork: Bool { !pending.isEmpty || unconfirmed != nil }
     }
 
     public let throttle: Duration
     private var streams: [StreamID: Stream] = [:]
     private var lastTick: ContinuousClock.Instant?
-    /// Streams with text waiting, and those of them whose text reached a sentence end.
+    /// Streams with a delta waiting (text or a put-back delta), and those whose text reached a sentence end.
     private var waiting = 0
     private var sentenceEnds = 0
 
@@ -40,7 +44,7 @@ public struct StreamDeltaBuffer<StreamID: Hashable & Sendable>: Sendable {
     /// Appends text a model produced.
     public mutating func append(_ text: String, to stream: StreamID) {
         guard !text.isEmpty, var s = streams[stream] else { return }
-        if s.pending.isEmpty { waiting += 1 }
+        if !s.hasWork { waiting += 1 }
         s.pending += text
         if !s.sentenceEnded {
             let lastVisible = text.unicodeScalars.last(where: { !$0.properties.isWhitespace })
@@ -67,43 +71,56 @@ public struct StreamDeltaBuffer<StreamID: Hashable & Sendable>: Sendable {
         return throttle - (now - (lastTick ?? now))
     }
 
-    /// Puts back deltas whose write failed, so the next tick writes them again with the same `seq`
-    /// (ahead of any text that arrived since). Streams closed meanwhile are skipped.
+    /// Puts back deltas whose write failed. The statement may have landed all the same (its answer
+    /// was lost), so each is kept as it was and the next tick sends it again unchanged, same `seq`
+    /// and text, which the database recognises as a duplicate if it did land; text that arrived
+    /// since waits for the tick after. Streams closed meanwhile are skipped.
     public mutating func putBack(_ deltas: [Delta]) {
         for d in deltas {
             guard var s = streams[d.stream] else { continue }
-            if s.pending.isEmpty { waiting += 1 }
-            s.pending = d.text + s.pending
-            s.nextSeq = d.seq
+            if !s.hasWork { waiting += 1 }
+            s.unconfirmed = d
             streams[d.stream] = s
         }
     }
 
-    /// Takes one delta per stream with text waiting (for the one statement of this tick).
+    /// Takes one delta per stream with text waiting (for the one statement of this tick): a put-back
+    /// delta first, else the text waiting.
     public mutating func takeTick(now: ContinuousClock.Instant) -> [Delta] {
         lastTick = now
         guard waiting > 0 else { return [] }
         var deltas: [Delta] = []
         deltas.reserveCapacity(waiting)
-        for (id, s) in streams where !s.pending.isEmpty {
-            deltas.append(Delta(stream: id, seq: s.nextSeq, text: s.pending))
-            streams[id] = Stream(pending: "", nextSeq: s.nextSeq + 1, sentenceEnded: false)
-        }
         waiting = 0
         sentenceEnds = 0
+        for (id, var s) in streams where s.hasWork {
+            if let resend = s.unconfirmed {
+                deltas.append(resend)
+                s.unconfirmed = nil
+                if !s.pending.isEmpty { waiting += 1 }
+                if s.sentenceEnded { sentenceEnds += 1 }
+            } else {
+                deltas.append(Delta(stream: id, seq: s.nextSeq, text: s.pending))
+                s = Stream(pending: "", nextSeq: s.nextSeq + 1, sentenceEnded: false)
+            }
+            streams[id] = s
+        }
         return deltas
     }
 
     /// Closes a stream; returns its last delta, if text was waiting, to write with the final message.
+    /// A put-back delta leads it under its own `seq`; the database writes only the part of it that
+    /// did not land (`agentq.finish_last_deltas`).
     public mutating func finish(_ stream: StreamID) -> Delta? {
         guard let s = streams.removeValue(forKey: stream) else { return nil }
         forget(s)
+        if let resend = s.unconfirmed { return Delta(stream: stream, seq: resend.seq, text: resend.text + s.pending) }
         guard !s.pending.isEmpty else { return nil }
         return Delta(stream: stream, seq: s.nextSeq, text: s.pending)
     }
 
     private mutating func forget(_ s: Stream) {
-        if !s.pending.isEmpty { waiting -= 1 }
+        if s.hasWork { waiting -= 1 }
         if s.sentenceEnded { sentenceEnds -= 1 }
     }
 

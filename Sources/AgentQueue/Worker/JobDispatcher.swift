@@ -68,6 +68,7 @@ struct JobDispatcher: Sendable {
         jobLogger[metadataKey: "job_id"] = "\(job.id)"
         if let thread = job.threadID { jobLogger[metadataKey: "thread_id"] = "\(thread)" }
         let logger = jobLogger
+        logger.debug("job started", metadata: ["attempt": "\(job.attempt)"])
         return await withTaskGroup(of: FinishItem?.self) { group in
             group.addTask { await work(logger) }
             group.addTask {

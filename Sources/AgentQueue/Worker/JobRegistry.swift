@@ -66,14 +66,15 @@ public final class JobRegistry: Sendable {
     /// Whether a job is held.
     public func holds(_ id: Int64) -> Bool { jobs.withLock { $0[id] != nil } }
 
-    /// Stops one job, if held.
-    public func stop(_ id: Int64, _ reason: StopReason) {
-        marked { $0 == id }.first?.stop(reason)
+    /// Stops one job, if held: any attempt of it, or only `attempt` (an answer about one attempt
+    /// must not stop a later attempt of the same job that this worker claimed since).
+    public func stop(_ id: Int64, attempt: Int? = nil, _ reason: StopReason) {
+        marked { $0 == id && (attempt == nil || $1 == attempt) }.first?.stop(reason)
     }
 
     /// Stops every job held.
     public func stopAll(_ reason: StopReason) {
-        for control in marked({ _ in true }) { control.stop(reason) }
+        for control in marked({ _, _ in true }) { control.stop(reason) }
     }
 
     /// Stops the jobs past their deadline with `.timeout`.
@@ -83,11 +84,12 @@ public final class JobRegistry: Sendable {
         for (id, budget) in overdue { stop(id, .timeout(budget)) }
     }
 
-    /// The controls of the jobs whose id matches, each marked stopped now (the first stop counts).
-    private func marked(_ matches: (Int64) -> Bool) -> [JobControl] {
+    /// The controls of the jobs whose id and attempt match, each marked stopped now (the first stop
+    /// counts).
+    private func marked(_ matches: (Int64, Int) -> Bool) -> [JobControl] {
         let now = now()
         return jobs.withLock { jobs in
-            jobs.keys.filter(matches).compactMap { id in
+            jobs.filter { matches($0.key, $0.value.attempt) }.keys.compactMap { id in
                 if jobs[id]?.stoppedAt == nil { jobs[id]?.stoppedAt = now }
                 return jobs[id]?.control
             }
@@ -96,7 +98,8 @@ public final class JobRegistry: Sendable {
 
     /// Applies a heartbeat's answers (`JobStore.heartbeat`) to the attempts it was asked about.
     public func apply(heartbeat answers: [Int64: Bool], asked: [(id: Int64, attempt: Int)]) {
-        for (id, reason) in Self.stops(heartbeat: answers, asked: asked) { stop(id, reason) }
+        let attempts = Dictionary(asked.map { ($0.id, $0.attempt) }, uniquingKeysWith: { $1 })
+        for (id, reason) in Self.stops(heartbeat: answers, asked: asked) { stop(id, attempt: attempts[id], reason) }
     }
 
     /// What a heartbeat's answers mean (pure): a job missing from them was taken back (`leaseLost`);

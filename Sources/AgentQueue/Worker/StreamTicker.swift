@@ -11,7 +11,9 @@ struct StreamTicker: Service {
     func run() async {
         let state = state
         await cancelWhenGracefulShutdown {
-            await state.streams.run(store: store, logger: logger) { job in state.registry.stop(job, .cancelRequested) }
+            await state.streams.run(store: store, logger: logger) { job, attempt in
+                state.registry.stop(job, attempt: attempt, .cancelRequested)
+            }
         }
     }
 }

@@ -71,6 +71,7 @@ public struct WorkerService: Service {
         } catch {
             logger.error("worker stopped on an error", metadata: ["error": "\(error)"])
         }
+        logger.debug("worker services stopped; closing the HTTP client")
         try? await http.shutdown()
         logger.info("worker stopped")
     }

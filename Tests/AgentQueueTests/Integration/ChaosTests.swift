@@ -12,7 +12,7 @@ import Testing
 @Suite(.enabled(if: ProcessInfo.processInfo.environment["AGENTQ_CHAOS"] == "1"), .serialized)
 struct ChaosTests {
     @Test func serverRestartsFastAndImmediateUnderLoad() async throws {
-        let server = try ChaosServer()
+        let server = try ScratchPostgres(name: "chaos")
         defer { server.destroy() }
         try await PostgresClient.withRunning(
             server.url.clientConfiguration(applicationName: "chaos-test", statementTimeout: .seconds(30)),
@@ -27,11 +27,10 @@ struct ChaosTests {
                 jobs += batch
                 try await Task.sleep(for: .milliseconds(Int.random(in: 100...700)))
                 try server.restart(trial % 2 == 0 ? "fast" : "immediate", down: .milliseconds(Int.random(in: 0...1500)))
-                try await load.waitUntilEnded(batch, timeout: .seconds(90))
+                try await load.waitUntilEnded(batch, timeout: .seconds(90), workers: workers)
             }
             try await load.check(jobs, workers: workers)
-            for worker in workers { worker.signal(SIGTERM) }
-            for worker in workers { #expect(await worker.waitForExit(timeout: .seconds(120)) == 0, "\(worker.log.suffix(2000))") }
+            await ChaosLoad.stop(workers)
         }
     }
 
@@ -41,7 +40,8 @@ struct ChaosTests {
             let proxy = try SilentProxy(upstreamPort: url.port)
             defer { proxy.stop() }
             let viaProxy = try DatabaseURL("postgresql://\(url.username)@127.0.0.1:\(proxy.port)/\(url.database)?sslmode=disable")
-            let worker = try WorkerProcess(url: viaProxy, arguments: ["--lease", "6", "--statement-timeout", "2", "--poll-ms", "200"])
+            let worker = try WorkerProcess(
+                url: viaProxy, arguments: ["--lease", "6", "--statement-timeout", "2", "--poll-ms", "200", "--log-level", "info"])
             var jobs: [Int64] = []
             for trial in 0..<2 {
                 let batch = try await load.enqueue(10, tag: "s\(trial)")
@@ -50,11 +50,10 @@ struct ChaosTests {
                 proxy.goSilent()
                 try await Task.sleep(for: .seconds(4))
                 proxy.heal()
-                try await load.waitUntilEnded(batch, timeout: .seconds(90))
+                try await load.waitUntilEnded(batch, timeout: .seconds(90), workers: [worker])
             }
             try await load.check(jobs, workers: [worker])
-            worker.signal(SIGTERM)
-            #expect(await worker.waitForExit() == 0)
+            await ChaosLoad.stop([worker])
         }
     }
 
@@ -71,11 +70,10 @@ struct ChaosTests {
                 workers[victim].signal(SIGKILL)
                 _ = await workers[victim].waitForExit()
                 workers[victim] = try WorkerProcess(url: url, arguments: ["--lease", "2", "--poll-ms", "200"])
-                try await load.waitUntilEnded(batch, timeout: .seconds(60))
+                try await load.waitUntilEnded(batch, timeout: .seconds(60), workers: workers)
             }
             try await load.check(jobs, workers: workers)
-            for worker in workers { worker.signal(SIGTERM) }
-            for worker in workers { #expect(await worker.waitForExit() == 0) }
+            await ChaosLoad.stop(workers)
         }
     }
 
@@ -90,11 +88,10 @@ struct ChaosTests {
                 _ = try await tx.query("LOCK TABLE agentq.jobs IN ACCESS EXCLUSIVE MODE", logger: TestDatabase.logger).collect()
                 _ = try await tx.query("SELECT pg_sleep(3)", logger: TestDatabase.logger).collect()
             }
-            try await load.waitUntilEnded(batch, timeout: .seconds(60))
+            try await load.waitUntilEnded(batch, timeout: .seconds(60), workers: [worker])
             try await load.check(batch, workers: [worker])
             #expect(worker.log.contains("canceling statement due to statement timeout"), "the stall was felt: \(worker.log.suffix(1500))")
-            worker.signal(SIGTERM)
-            #expect(await worker.waitForExit() == 0)
+            await ChaosLoad.stop([worker])
         }
     }
 }
@@ -127,8 +124,9 @@ struct ChaosLoad {
         return jobs
     }
 
-    /// Waits until every job of `jobs` ended, riding out the test's own lost connections.
-    func waitUntilEnded(_ jobs: [Int64], timeout: Duration) async throws {
+    /// Waits until every job of `jobs` ended, riding out the test's own lost connections; a failure
+    /// carries the end of the workers' logs.
+    func waitUntilEnded(_ jobs: [Int64], timeout: Duration, workers: [WorkerProcess] = []) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             let open: Int? = try? await client.scalar(
@@ -141,7 +139,32 @@ struct ChaosLoad {
                 "SELECT id, status, coalesce(last_error, '') FROM agentq.jobs WHERE id = ANY(\(jobs)) AND finished_at IS NULL",
                 as: (Int64, String, String).self)
         }
-        throw TestFailure("jobs still open after \(timeout): \(states)")
+        let logs = workers.map { Self.summary(of: $0.log) }.joined(separator: "\n---\n")
+        throw TestFailure("jobs still open after \(timeout): \(states)\n\(logs)")
+    }
+
+    /// Stops the workers with SIGTERM: each must exit 0 within a minute (a failure shows its log).
+    static func stop(_ workers: [WorkerProcess]) async {
+        for worker in workers { worker.signal(SIGTERM) }
+        for worker in workers {
+            let status = await worker.waitForExit(timeout: .seconds(60))
+            #expect(
+                status == 0,
+                "worker \(worker.pid) after SIGTERM: \(status.map { "exit \($0)" } ?? "still running")\n\(summary(of: worker.log))")
+        }
+    }
+
+    /// A worker's log without the backtrace frames of threads that did not crash and without
+    /// register dumps, so a crash's reason and place fit in a test failure.
+    static func summary(of log: String) -> String {
+        var kept: [Substring] = []
+        var inCrashedThread = false
+        for line in log.split(separator: "\n") {
+            if line.hasPrefix("Thread ") { inCrashedThread = line.hasSuffix("crashed:") }
+            let frame = line.first?.isWhitespace ?? true
+            if inCrashedThread || !(frame || line.hasPrefix("r") || line.hasPrefix("0x")) { kept.append(line) }
+        }
+        return String(kept.joined(separator: "\n").suffix(8000))
     }
 
     /// The invariants, over `jobs` and the whole database.
@@ -150,7 +173,22 @@ struct ChaosLoad {
         let ended = try await client.rows(
             "SELECT id, status, coalesce(last_error, '') FROM agentq.jobs WHERE id = ANY(\(jobs))", as: (Int64, String, String).self)
         #expect(ended.count == jobs.count)
-        #expect(ended.filter { $0.1 != "succeeded" }.isEmpty, "jobs that did not succeed: \(ended.filter { $0.1 != "succeeded" })")
+        let unsuccessful = ended.filter { $0.1 != "succeeded" }
+        if !unsuccessful.isEmpty {
+            // Their streams (status, abort reason, the seqs written) and the workers' logs, to tell why.
+            let streams = try await client.rows(
+                """
+                SELECT s.job_id || ' ' || s.status || ' ' || coalesce(s.abort_reason, '-') || ' seqs '
+                       || coalesce((SELECT string_agg(seq::text, ',' ORDER BY seq) FROM agentq.stream_deltas WHERE stream_id = s.id), '')
+                  FROM agentq.streams s WHERE s.job_id = ANY(\(unsuccessful.map(\.0))) ORDER BY s.job_id, s.created_at
+                """, as: String.self)
+            Issue.record(
+                """
+                jobs that did not succeed: \(unsuccessful)
+                their streams: \(streams)
+                \(workers.map { Self.summary(of: $0.log) }.joined(separator: "\n---\n"))
+                """)
+        }
         // One success reply per prompt: exactly one final assistant message per job.
         let replies = try await client.rows(
             """

@@ -5,14 +5,21 @@ import Testing
 
 /// The database side of streamed replies: open_streams and write_deltas, fenced and gap-free.
 @Suite struct StreamSQLTests {
+    /// A prompt's job claimed by worker "w", with its stream opened: the job, the stream store and
+    /// the opening.
+    static func claimOneAndOpenItsStream(_ client: PostgresClient) async throws -> (Int64, StreamStore, StreamStore.Opening) {
+        let jobs = JobStore(client: client, workerID: "w")
+        let streams = StreamStore(client: client, workerID: "w")
+        let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'tell me')")
+        let claimed = try await jobs.claim(queues: ["default"], limit: 1, lease: .seconds(30), logger: TestDatabase.logger)
+        let opening = StreamStore.Opening(jobID: job, attempt: claimed[0].attempt, model: "m", provider: "mock")
+        #expect(try await streams.open([opening], logger: TestDatabase.logger) == [opening.streamID])
+        return (job, streams, opening)
+    }
+
     @Test func deltasAreContiguousFencedAndStopTheGenerationWhenCancelled() async throws {
         try await TestDatabase.with("stream_sql") { client, _ in
-            let jobs = JobStore(client: client, workerID: "w")
-            let streams = StreamStore(client: client, workerID: "w")
-            let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'tell me')")
-            let claimed = try await jobs.claim(queues: ["default"], limit: 1, lease: .seconds(30), logger: TestDatabase.logger)
-            let opening = StreamStore.Opening(jobID: job, attempt: claimed[0].attempt, model: "m", provider: "mock")
-            #expect(try await streams.open([opening], logger: TestDatabase.logger) == [opening.streamID])
+            let (job, streams, opening) = try await Self.claimOneAndOpenItsStream(client)
             #expect(
                 try await client.scalar("SELECT status || ' ' || ord || '/' || step FROM agentq.messages WHERE id = \(opening.messageID)")
                     == "pending 0/1")
@@ -109,6 +116,36 @@ import Testing
 }
 
 extension StreamSQLTests {
+    /// A worker that lost the answer to a tick sends that delta again unchanged: it counts as written
+    /// and does not stop the generation; the last delta, led by such a delta, adds only what did not
+    /// land. (Before, the resend was a seq gap: a silent network cancelled streamed jobs.)
+    @Test func aTickSentAgainAfterItsAnswerWasLostIsADuplicateNotAStop() async throws {
+        try await TestDatabase.with("stream_resend") { client, _ in
+            let (job, streams, opening) = try await Self.claimOneAndOpenItsStream(client)
+            let jobs = JobStore(client: client, workerID: "w")
+            let sid = opening.streamID
+            let first = StreamStore.Delta(streamID: sid, attempt: 1, seq: 0, text: "Hel")
+            #expect(try await streams.write([first], logger: TestDatabase.logger)[sid]! == (true, false))
+            #expect(try await streams.write([first], logger: TestDatabase.logger)[sid]! == (true, false))
+            #expect(try await client.scalar("SELECT count(*)::int FROM agentq.stream_deltas WHERE stream_id = \(sid)") == 1)
+            // The same seq with other text is not a resend: the worker stops.
+            let other = StreamStore.Delta(streamID: sid, attempt: 1, seq: 0, text: "Hex")
+            #expect(try await streams.write([other], logger: TestDatabase.logger)[sid]! == (false, true))
+            // The last delta leads with "Hel" again (seq 0) and carries the rest of the reply.
+            let message = NewMessage(
+                id: opening.messageID, text: "Hello", model: "m", provider: "mock",
+                usage: TokenUsage(promptTokens: 1, completionTokens: 1), finishReason: "stop", agentName: "default")
+            let item = FinishItem(
+                jobID: job, attempt: opening.attempt, outcome: .succeeded,
+                result: JobResultPayload(text: "Hello", messageIDs: [message.id], usage: nil), messages: [message],
+                stream: .init(streamID: sid, seq: 0, delta: "Hello"))
+            #expect(try await jobs.finish([item], logger: TestDatabase.logger)[job] == true)
+            let deltas = try await client.rows(
+                "SELECT seq, text FROM agentq.stream_deltas WHERE stream_id = \(sid) ORDER BY seq", as: (Int, String).self)
+            #expect(deltas.map(\.0) == [0, 1] && deltas.map(\.1) == ["Hel", "lo"])
+        }
+    }
+
     /// An event too big for a NOTIFY even without its text (large tool arguments in a result) goes
     /// out as its ids, type and status, marked truncated, instead of failing the transaction.
     @Test func anEventTooBigForANotifyKeepsItsIdsAndFailsNothing() async throws {

@@ -149,6 +149,19 @@ import Testing
         #expect(registry.count == 0)
     }
 
+    /// The stream of a lost attempt told to stop, or a heartbeat's answer about it, must not stop the
+    /// attempt this worker claimed since (before, a silent network cancelled re-claimed jobs).
+    @Test func aStopForAnEarlierAttemptLeavesTheNewOneRunning() {
+        let registry = JobRegistry()
+        _ = registry.add(5, attempt: 1)
+        let second = registry.add(5, attempt: 2)
+        registry.stop(5, attempt: 1, .cancelRequested)
+        registry.apply(heartbeat: [:], asked: [(id: 5, attempt: 1)])
+        #expect(second.reason == nil)
+        registry.stop(5, attempt: 2, .cancelRequested)
+        #expect(second.reason == .cancelRequested)
+    }
+
     @Test func heartbeatAnswersStopTakenBackAndCancelledJobs() {
         let asked: [(id: Int64, attempt: Int)] = [(1, 1), (2, 1), (3, 2)]
         let stops = JobRegistry.stops(heartbeat: [1: false, 2: true], asked: asked)

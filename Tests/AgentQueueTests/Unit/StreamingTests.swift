@@ -119,7 +119,7 @@ import Testing
         #expect(b.openStreams == 999)
     }
 
-    @Test func aFailedWriteIsPutBackWithItsSeqAheadOfNewText() {
+    @Test func aFailedWriteIsSentAgainUnchangedAheadOfNewText() {
         var b = StreamDeltaBuffer<Int>(throttle: .milliseconds(100))
         let t0 = ContinuousClock.now
         b.open(1)
@@ -129,11 +129,23 @@ import Testing
         b.append("two", to: 1)
         b.putBack(failed)
         #expect(b.timeUntilDue(now: t0 + .milliseconds(40)) == .milliseconds(60))
-        let retried = b.takeTick(now: t0 + .milliseconds(100))
-        #expect(retried == [.init(stream: 1, seq: 0, text: "one two")])
+        // The same seq and text as before (the database tells a landed duplicate apart), then the new text.
+        #expect(b.takeTick(now: t0 + .milliseconds(100)) == [.init(stream: 1, seq: 0, text: "one ")])
+        #expect(b.timeUntilDue(now: t0 + .milliseconds(100)) == .milliseconds(100))
+        #expect(b.takeTick(now: t0 + .milliseconds(200)) == [.init(stream: 1, seq: 1, text: "two")])
         b.append("three.", to: 1)
-        #expect(b.isDue(now: t0 + .milliseconds(101)))
-        #expect(b.finish(1) == .init(stream: 1, seq: 1, text: "three."))
+        #expect(b.isDue(now: t0 + .milliseconds(201)))
+        #expect(b.finish(1) == .init(stream: 1, seq: 2, text: "three."))
         #expect(!b.isDue(now: t0 + .milliseconds(500)) && b.timeUntilDue(now: t0) == nil)  // counters follow the finish
+    }
+
+    @Test func aStreamFinishedWithAPutBackDeltaEndsWithItAndTheNewText() {
+        var b = StreamDeltaBuffer<Int>()
+        b.open(1)
+        b.append("Hello ", to: 1)
+        b.putBack(b.takeTick(now: .now))
+        b.append("world.", to: 1)
+        #expect(b.finish(1) == .init(stream: 1, seq: 0, text: "Hello world."))
+        #expect(b.timeUntilDue(now: .now) == nil)
     }
 }

@@ -42,6 +42,7 @@ public struct Generator: Sendable {
                 logger.warning("generation failed", metadata: ["attempt": "\(job.attempt)", "error": "\(item.error ?? "")"])
             }
         }
+        logger.debug("generation ended", metadata: ["outcome": "\(item.outcome.rawValue)"])
         if let stream, let handle = stream.handle {
             let last = await stream.streams.finish(handle.streamID)
             item.stream = last.map { FinishItem.StreamEnd(streamID: handle.streamID, seq: $0.seq, delta: $0.text) }
@@ -95,10 +96,13 @@ public struct Generator: Sendable {
                 calls.streamed(text)
                 if let stream, let target { stream.streams.append(text, to: target.streamID) }
             }
+            logger.debug("model call", metadata: ["step": "\(stepsTaken)"])
             reply = try await call(model, request, settings: settings, calls: calls, onText: onText, stopReason: stopReason)
+            logger.debug("model answered", metadata: ["step": "\(stepsTaken)", "tool_calls": "\(reply.toolCalls.count)"])
             guard !reply.toolCalls.isEmpty, !request.tools.isEmpty else { break }
             stepsTaken += 1
             let step = try await steps.save(reply, usage: reply.usage)
+            logger.debug("step saved", metadata: ["step": "\(stepsTaken)"])
             if let parked = step.parked { return parked }
             request.messages += step.messages
         }
