@@ -128,13 +128,15 @@ public final class Database: Service, Sendable {
 
     /// Runs `body` for at most `limit`; past it, closes the connection in `slot` and returns nil. A
     /// statement PostgresNIO sent cannot be cancelled, so closing its connection (also when the
-    /// caller is cancelled) is the only way to stop waiting for it.
+    /// caller is cancelled) is the only way to stop waiting for it; `body` runs as `Abandonable`
+    /// work, so a round trip PostgresNIO lost in that close cannot hold the caller.
     private static func within<T: Sendable>(
         _ limit: Duration, closing slot: ConnectionSlot, logger: Logger, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T? {
-        try await withTaskCancellationHandler {
+        let work = Abandonable(body)
+        return try await withTaskCancellationHandler {
             try await withThrowingTaskGroup(of: T?.self) { group in
-                group.addTask { try await body() }
+                group.addTask { try await work.value }
                 group.addTask {
                     try await Task.sleep(for: limit)
                     return nil
@@ -144,6 +146,7 @@ public final class Database: Service, Sendable {
                 let connection = slot.expire()
                 logger.debug("no answer in time; closing the connection", metadata: ["limit": "\(limit)", "held": "\(connection != nil)"])
                 if let connection { try? await connection.close() }
+                work.abandon(AgentQueueError(.databaseUnavailable, "no answer from the database within \(limit.seconds) s"))
                 return nil
             }
         } onCancel: {

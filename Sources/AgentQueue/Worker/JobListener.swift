@@ -26,14 +26,21 @@ struct JobListener: Service {
             do {
                 try await database.client.withConnection { connection in
                     // A LISTEN connection gets no keep-alive from the pool: ping it, so a connection
-                    // that went silent is closed and listened again within seconds.
+                    // that went silent is closed and listened again within seconds. A failed ping
+                    // abandons the receiving (a LISTEN PostgresNIO lost in the close never ends).
+                    let receiving = Abandonable { try await receive(on: connection) }
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {
-                            try await Database.ping(
-                                connection, every: .seconds(5), within: .seconds(3), logger: logger,
-                                query: "SELECT 1 /* ping of the LISTEN agentq_jobs connection */")
+                            do {
+                                try await Database.ping(
+                                    connection, every: .seconds(5), within: .seconds(3), logger: logger,
+                                    query: "SELECT 1 /* ping of the LISTEN agentq_jobs connection */")
+                            } catch {
+                                receiving.abandon(error)
+                                throw error
+                            }
                         }
-                        group.addTask { try await receive(on: connection) }
+                        group.addTask { try await receiving.value }
                         _ = try await group.next()
                         group.cancelAll()
                     }
