@@ -30,3 +30,20 @@ extension PostgresConnection {
         return value
     }
 }
+
+extension PostgresClient {
+    /// One statement, its rows read in full, on a connection that is open: a lease of a connection
+    /// whose session just ended (the pool has not noticed yet) is given back and another one taken,
+    /// up to three times, since PostgresNIO 1.33 would drop a query written to it and never answer.
+    func checkedQuery(_ query: PostgresQuery, logger: Logger) async throws -> QueryRows {
+        for attempt in 1...3 {
+            let rows: [PostgresRow]? = try await withConnection { connection in
+                guard !connection.isClosed else { return nil }
+                return try await connection.query(query, logger: logger).collect()
+            }
+            if let rows { return QueryRows(rows) }
+            if attempt < 3 { try await Task.sleep(for: .milliseconds(50 * attempt)) }
+        }
+        throw AgentQueueError(.databaseUnavailable, "the connection pool kept handing out closed connections")
+    }
+}

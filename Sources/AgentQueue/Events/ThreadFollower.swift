@@ -84,7 +84,7 @@ public struct ThreadFollower: Sendable {
                             }
                         } catch is CancellationError {
                             // The reader is done: forget the registration (a dead session's is pruned).
-                            _ = try? await conn.query("SELECT agentq.unlisten(\(threadID))", logger: logger).collect()
+                            _ = try? await conn.checkedQuery("SELECT agentq.unlisten(\(threadID))", logger: logger).collect()
                             throw CancellationError()
                         }
                     }
@@ -102,7 +102,7 @@ public struct ThreadFollower: Sendable {
     private func catchUp(_ conn: PostgresConnection, thread: UUID, since: Date, tracker: inout DeltaTracker) async throws -> [ThreadEvent] {
         var events: [ThreadEvent] = []
         let slack = since.addingTimeInterval(-1)
-        let deltas = try await conn.query(
+        let deltas = try await conn.checkedQuery(
             """
             SELECT s.id, s.message_id, s.job_id, d.seq, d.text FROM agentq.streams s
               JOIN agentq.stream_deltas d ON d.stream_id = s.id
@@ -115,7 +115,7 @@ public struct ThreadFollower: Sendable {
                     type: "stream.delta", threadID: thread, jobID: job, messageID: message, streamID: stream,
                     seq: seq, status: nil, text: text, truncated: nil))
         }
-        let ended = try await conn.query(
+        let ended = try await conn.checkedQuery(
             """
             SELECT s.id, s.message_id, s.job_id, s.status FROM agentq.streams s
              WHERE s.thread_id = \(thread) AND s.status <> 'streaming' AND s.updated_at >= \(slack) ORDER BY s.updated_at
@@ -130,7 +130,7 @@ public struct ThreadFollower: Sendable {
                     type: "stream.\(status)", threadID: thread, jobID: job, messageID: message, streamID: stream,
                     seq: nil, status: status, text: nil, truncated: nil))
         }
-        let jobs = try await conn.query(
+        let jobs = try await conn.checkedQuery(
             """
             SELECT id, status, last_error FROM agentq.jobs
              WHERE thread_id = \(thread) AND finished_at >= \(slack) ORDER BY finished_at
@@ -146,7 +146,7 @@ public struct ThreadFollower: Sendable {
 
     /// The channel of the thread (or of every thread's events).
     private static func channel(_ conn: PostgresConnection, _ thread: UUID?, logger: Logger) async throws -> String {
-        for try await c in try await conn.query(
+        for try await c in try await conn.checkedQuery(
             """
             SELECT CASE WHEN \(thread)::uuid IS NULL THEN agentq.events_channel() ELSE agentq.thread_channel(\(thread)) END
             """, logger: logger
@@ -157,7 +157,7 @@ public struct ThreadFollower: Sendable {
     /// Registers the session as a listener (so producers send enqueue-time events); returns the
     /// server's time.
     private static func register(_ conn: PostgresConnection, _ thread: UUID?, logger: Logger) async throws -> Date {
-        for try await d in try await conn.query("SELECT now() FROM agentq.listen(\(thread))", logger: logger).decode(Date.self) {
+        for try await d in try await conn.checkedQuery("SELECT now() FROM agentq.listen(\(thread))", logger: logger).decode(Date.self) {
             return d
         }
         throw AgentQueueError(.notFound, "agentq.listen returned nothing")
@@ -169,7 +169,7 @@ public struct ThreadFollower: Sendable {
         _ conn: PostgresConnection, _ stream: UUID, thread: UUID?, from: Int, to: Int, logger: Logger
     ) async throws -> [ThreadEvent] {
         var out: [ThreadEvent] = []
-        for try await (threadID, job, message, seq, text) in try await conn.query(
+        for try await (threadID, job, message, seq, text) in try await conn.checkedQuery(
             """
             SELECT s.thread_id, s.job_id, s.message_id, d.seq, d.text
               FROM agentq.streams s JOIN agentq.stream_deltas d ON d.stream_id = s.id
