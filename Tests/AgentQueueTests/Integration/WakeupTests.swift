@@ -45,7 +45,7 @@ import Testing
     @Test func aWorkerListensAgainAfterItsConnectionIsKilled() async throws {
         try await TestDatabase.with("wake_relisten") { client, url in
             // A poll interval of a minute: only a NOTIFY can wake this worker in time.
-            let worker = try WorkerProcess(url: url, arguments: ["--poll-ms", "60000"])
+            let worker = try WorkerProcess(url: url, arguments: ["--poll-ms", "60000", "--log-level", "info"])
             try await eventually(timeout: .seconds(20), "worker waiting") {
                 try await client.scalar("SELECT count(*)::int FROM agentq.worker_registry WHERE waiting") == 1
             }
@@ -56,11 +56,19 @@ import Testing
                    AND (query ILIKE 'LISTEN%agentq_jobs%' OR query LIKE '%ping of the LISTEN agentq_jobs connection%')
                 """)
             #expect(killed == 1)
-            try await eventually(timeout: .seconds(20), "listener back") {
-                try await client.scalar(
-                    """
-                    SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND (query ILIKE 'LISTEN%agentq_jobs%' OR query LIKE '%ping of the LISTEN agentq_jobs%')
-                    """) == 1
+            do {
+                try await eventually(timeout: .seconds(20), "listener back") {
+                    try await client.scalar(
+                        """
+                        SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND (query ILIKE 'LISTEN%agentq_jobs%' OR query LIKE '%ping of the LISTEN agentq_jobs%')
+                        """) == 1
+                }
+            } catch {
+                let sessions = try await client.rows(
+                    "SELECT coalesce(application_name, '') || ': ' || state || ': ' || left(query, 80) FROM pg_stat_activity WHERE datname = current_database()",
+                    as: String.self)
+                Issue.record("sessions: \(sessions)\nworker log: \(ChaosLoad.summary(of: worker.log))")
+                throw error
             }
             let job: Int64 = try await client.scalar("SELECT agentq.generate(null, 'wake up')")
             try await eventually(timeout: .seconds(10), "job done by a NOTIFY wake-up") {
