@@ -48,7 +48,10 @@ public struct MockPlan: Sendable, Hashable {
             answer = ""
         } else if !script.toolNames.isEmpty {
             action = .answer
-            answer = Self.lastResults(in: request.messages, after: lastUser) ?? script.replyText(contextCount: request.messages.count)
+            // `words=N` or `reply=` say what to answer once the results are in; without them, the results.
+            let scripted = script.reply != nil || script.words != nil
+            let results = scripted ? nil : Self.lastResults(in: request.messages, after: lastUser)
+            answer = results ?? script.replyText(contextCount: request.messages.count)
         } else if let schema = request.responseSchema {
             action = .answer
             answer =

@@ -11,9 +11,11 @@
 ///   retry_after` seconds (default 1), a 500, a stream cut after half the reply, or a hang that never
 ///   answers (the caller's timeout ends it)
 /// - `tool=NAME args='{"json": 1}'`: call the tool NAME with these arguments; once the tool's result
-///   is in the conversation, answer `NAME returned: <result>`. `tool=a,b` calls several tools in one
-///   step (`args` may then be a JSON array, one object per tool); `steps=K` calls them in K steps
-///   in a row before answering. Tools the request does not offer are not called.
+///   is in the conversation, answer `NAME returned: <result>`, or with `words=N` / `reply="text"`
+///   that answer instead (`[mock tool=lookup args='{"sku": "a"}' words=20]`: one tool call, then 20
+///   words). `tool=a,b` calls several tools in one step (`args` may then be a JSON array, one object
+///   per tool); `steps=K` calls them in K steps in a row before answering. Tools the request does not
+///   offer are not called.
 /// - `bad_json=N`: with a response schema, the first N answers do not match it (to test the repair)
 /// - `hostile=MODE`: misbehave as a hostile model would, to test the caps (README: Limits):
 ///   `many_calls` asks for 10,000 tool calls in one step and `deep_args` for arguments nested 10,000

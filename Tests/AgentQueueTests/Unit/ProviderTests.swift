@@ -153,6 +153,26 @@ import Testing
         #expect(plan.action == .answer && plan.text == "lookup returned: found it")
     }
 
+    @Test func toolCallThenScriptedWordsOnceTheResultIsIn() throws {
+        let prompt = #"[mock tool=lookup args='{"sku": "sku-0042"}' words=20] what does sku-0042 cost?"#
+        var r = request(prompt)
+        r.tools = [ToolSpec(name: "lookup", description: nil, parameters: .object([:]))]
+        guard case .toolCalls(let calls) = try MockPlan(for: r, callNumber: 1).action, let call = calls.first else {
+            Issue.record("no tool call"); return
+        }
+        #expect(calls.count == 1 && call.name == "lookup" && call.arguments == #"{"sku": "sku-0042"}"#)
+        r.messages += [
+            ChatMessage(role: .assistant, text: "", toolCalls: [call]),
+            ChatMessage(role: .tool, text: #"{"price_cents": 1234}"#, toolCallID: call.id)
+        ]
+        let answer = try MockPlan(for: r, callNumber: 2)
+        #expect(answer.action == .answer && answer.finishReason == "stop")
+        #expect(MockPlan.words(answer.text) == 20 && answer.chunks.count == 20 && answer.text.hasPrefix("alpha bravo"))
+        #expect(!answer.text.contains("returned"), "words=N answers the words, not the tool's result")
+        r.messages[0] = ChatMessage(role: .user, text: #"[mock tool=lookup reply="done"] go"#)
+        #expect(try MockPlan(for: r, callNumber: 2).text == "done")
+    }
+
     @Test func parallelCallsAndSeveralSteps() throws {
         var r = request(#"[mock tool=a,b args='[{"x": 1}, {"y": 2}]' steps=2] go"#)
         r.tools = ["a", "b"].map { ToolSpec(name: $0, description: nil, parameters: .object([:])) }
