@@ -71,7 +71,7 @@ extension TurnsBench {
                 ).decode(UUID.self).reduce(into: [UUID]()) { $0.append($1) }
                 let start = ContinuousClock.now + .seconds(warmup)
                 let stop = start + .seconds(seconds)
-                async let window = Self.window(client, from: start, to: stop, postmaster: postmaster, worker: worker, logger: logger)
+                async let window = Self.window(url, from: start, to: stop, postmaster: postmaster, worker: worker, logger: logger)
                 let turns = try await withThrowingTaskGroup(of: [Turn].self) { group in
                     for thread in threads {
                         group.addTask {
@@ -118,15 +118,19 @@ extension TurnsBench {
         }
 
         /// The counters where the warm-up ends and where the run ends.
+        /// The counters where the warm-up ends and where the run ends, read on a connection of their
+        /// own (the clients hold theirs for the whole run, so a shared pool would read both at the end).
         private static func window(
-            _ client: PostgresClient, from start: ContinuousClock.Instant, to stop: ContinuousClock.Instant, postmaster: Int32?,
+            _ url: DatabaseURL, from start: ContinuousClock.Instant, to stop: ContinuousClock.Instant, postmaster: Int32?,
             worker: Int32, logger: Logger
         ) async throws -> (Counters, Counters) {
-            try await Task.sleep(until: start)
-            let before = try await Counters.read(client, postmaster: postmaster, worker: worker, logger: logger)
-            try await Task.sleep(until: stop)
-            let after = try await Counters.read(client, postmaster: postmaster, worker: worker, logger: logger)
-            return (before, after)
+            try await withClient(url, statementTimeout: nil, maximumConnections: 1, logger: logger) { client in
+                try await Task.sleep(until: start)
+                let before = try await Counters.read(client, postmaster: postmaster, worker: worker, logger: logger)
+                try await Task.sleep(until: stop)
+                let after = try await Counters.read(client, postmaster: postmaster, worker: worker, logger: logger)
+                return (before, after)
+            }
         }
 
         /// Runs turns on `thread` while `more(turns done)` holds, over one connection that LISTENs on
