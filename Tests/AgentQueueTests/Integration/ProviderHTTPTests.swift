@@ -69,7 +69,8 @@ import Testing
     }
 
     @Test func faultsAreClassifiedForTheRetryDecision() async throws {
-        try await Self.withModel(headerTimeout: .seconds(1)) { model in
+        // Long enough for a loaded machine's replies, short enough for the `hang` case to end soon.
+        try await Self.withModel(headerTimeout: .seconds(4)) { model in
             func failure(_ prompt: String) async -> GenerationError? {
                 do { _ = try await model.complete(Self.request(prompt)); return nil } catch { return error as? GenerationError }
             }

@@ -102,7 +102,7 @@ import Testing
                 let submitted = Task {
                     let applied = await queue.submit(Self.finished(held)); answer.withLock { $0 = applied }
                 }
-                let answered = (try? await eventually(timeout: .seconds(6), "the give-up") { answer.withLock { $0 != nil } }) != nil
+                let answered = (try? await eventually(timeout: .seconds(30), "the give-up") { answer.withLock { $0 != nil } }) != nil
                 #expect(answered && answer.withLock { $0 } == false, "given up after its bound, not retried for ever")
                 #expect((try? await Self.status(client, held.id)) == "running")
                 if !answered { submitted.cancel() }
