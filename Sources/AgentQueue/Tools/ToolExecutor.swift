@@ -101,7 +101,6 @@ struct ToolExecutor {
         if let stream, let handle = stream.handle, let last = await stream.streams.finish(handle.streamID) {
             step.streamEnd = FinishItem.StreamEnd(streamID: handle.streamID, seq: last.seq, delta: last.text)
         }
-        logger.debug("saving a tool step", metadata: ["calls": "\(plan.calls.count)"])
         stream?.handle = nil
         var results: [String: ToolResult] = [:]
         var inTransaction: [(id: String, timeout: Duration)] = []

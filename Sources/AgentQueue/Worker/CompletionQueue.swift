@@ -58,8 +58,9 @@ public final class CompletionQueue: Sendable {
         store: JobStore, logger: Logger, giveUpAfterClose: Duration = .seconds(10),
         onFlushed: @Sendable ([(id: Int64, attempt: Int)]) -> Void = { _ in }
     ) async {
-        var wakeAt: ContinuousClock.Instant?
-        for await _ in signal {
+        var signals = signal.makeAsyncIterator()
+        var due: ContinuousClock.Instant?
+        while await next(&signals, orAt: due) {
             while let batch = state.withLock({ $0.buffer.takeBatch() }) {
                 let result = await write(batch.map(\.item), store: store, logger: logger, giveUpAfterClose: giveUpAfterClose)
                 let givenUp = state.withLock { $0.buffer.flushEnded(now: .now, blocked: { result.blocked.contains($0.item.jobID) }) }
@@ -68,7 +69,7 @@ public final class CompletionQueue: Sendable {
                 answer(done.map { ($0, result.applied[$0.item.jobID] ?? false) } + givenUp.map { ($0, false) }, onFlushed)
             }
             // After close(), blocked items wait at most giveUpAfterClose.
-            let (finished, due, dropped) = state.withLock { s in
+            let (finished, nextDue, dropped) = state.withLock { s in
                 let late = s.closedAt.map { ContinuousClock.now - $0 >= giveUpAfterClose } ?? false
                 let dropped = late ? s.buffer.dropBlocked() : []
                 return (s.closed && s.buffer.isEmpty, s.buffer.nextDue.map { min($0, (s.closedAt ?? $0) + giveUpAfterClose) }, dropped)
@@ -78,13 +79,7 @@ public final class CompletionQueue: Sendable {
                 answer(dropped.map { ($0, false) }, onFlushed)
             }
             if finished { return }
-            if let due, wakeAt.map({ due < $0 || $0 <= .now }) ?? true {
-                wakeAt = due
-                Task { [signalContinuation] in
-                    try? await Task.sleep(until: due, clock: .continuous)
-                    signalContinuation.yield()
-                }
-            }
+            due = nextDue
         }
         // Cancelled: answer everyone still waiting so no job task hangs.
         let left = state.withLock { s -> [Entry] in
@@ -93,6 +88,21 @@ public final class CompletionQueue: Sendable {
             return all
         }
         for entry in left { entry.continuation.resume(returning: false) }
+    }
+
+    /// Waits for the next signal, or until `due` (a blocked item's retry, the give-up after close);
+    /// false once the signals end (cancelled).
+    private func next(_ signals: inout AsyncStream<Void>.Iterator, orAt due: ContinuousClock.Instant?) async -> Bool {
+        guard let due else { return await signals.next() != nil }
+        let wake = signalContinuation
+        return await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                if (try? await Task.sleep(until: due, clock: .continuous)) != nil { wake.yield() }
+            }
+            let next = await signals.next()
+            group.cancelAll()
+            return next != nil
+        }
     }
 
     private func answer(_ answers: [(Entry, Bool)], _ onFlushed: @Sendable ([(id: Int64, attempt: Int)]) -> Void) {

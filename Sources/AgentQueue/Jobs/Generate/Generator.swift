@@ -96,7 +96,6 @@ public struct Generator: Sendable {
                 calls.streamed(text)
                 if let stream, let target { stream.streams.append(text, to: target.streamID) }
             }
-            logger.debug("model call", metadata: ["step": "\(stepsTaken)"])
             reply = try await call(model, request, settings: settings, calls: calls, onText: onText, stopReason: stopReason)
             logger.debug("model answered", metadata: ["step": "\(stepsTaken)", "tool_calls": "\(reply.toolCalls.count)"])
             guard !reply.toolCalls.isEmpty, !request.tools.isEmpty else { break }
