@@ -38,6 +38,14 @@ import Testing
             }
             doomed.signal(SIGKILL)
             _ = await doomed.waitForExit()
+            // A COMMIT the worker sent just before it died still lands: wait for its sessions to end.
+            try await eventually(timeout: .seconds(30), "the killed worker's sessions gone") {
+                try await client.scalar(
+                    """
+                    SELECT count(*)::int FROM pg_stat_activity
+                    WHERE datname = current_database() AND application_name LIKE 'agentq-worker%'
+                    """) == 0
+            }
             let inFlight: [Int64] = try await client.rows("SELECT id FROM agentq.jobs WHERE status = 'running'", as: Int64.self)
             #expect(!inFlight.isEmpty)
             let rescuer = try WorkerProcess(url: url, arguments: ["--concurrency", "8"])
