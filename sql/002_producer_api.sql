@@ -556,7 +556,8 @@ $$;
 -- created), the prompt in options.prompt is saved as a user message, the job is blocked behind an
 -- older active job of its thread, and events and a worker wake-up are sent when someone waits.
 create or replace function agentq.jobs_before_insert() returns trigger
-language plpgsql as $$
+language plpgsql
+set plan_cache_mode = force_generic_plan as $$   -- its checks are planned once per session, not per job
 declare
     t agentq.threads;
     m agentq.messages;
@@ -798,16 +799,25 @@ language sql as $$ update agentq.threads set updated_at = now() where id = any (
 
 create or replace function agentq.unblock_next(p_thread_ids uuid[]) returns void
 language sql as $$
-    update agentq.jobs j set blocked = false
-      from (select n.id
-              from unnest(p_thread_ids) as t(id)
-              cross join lateral (select b.id from agentq.jobs b
-                                   where b.thread_id = t.id and b.blocked and b.status = 'queued'
-                                   order by b.thread_seq limit 1) n
-             where not exists (select 1 from agentq.jobs h
-                                where h.thread_id = t.id and h.status in ('queued', 'running', 'requires_action')
-                                  and not h.blocked and not h.concurrent and h.kind = 'generate')) nx
-     where j.id = nx.id
+    with unblocked as (
+        update agentq.jobs j set blocked = false
+          from (select n.id
+                  from unnest(p_thread_ids) as t(id)
+                  cross join lateral (select b.id from agentq.jobs b
+                                       where b.thread_id = t.id and b.blocked and b.status = 'queued'
+                                       order by b.thread_seq limit 1) n
+                 where not exists (select 1 from agentq.jobs h
+                                    where h.thread_id = t.id and h.status in ('queued', 'running', 'requires_action')
+                                      and not h.blocked and not h.concurrent and h.kind = 'generate')) nx
+         where j.id = nx.id
+        returning j.queue, j.run_at)
+    -- A job that became runnable wakes a waiting worker, as an enqueue does (jobs_before_insert):
+    -- workers claim on freed slots only while their last claim came back full.
+    select count(*) from (
+        select pg_notify('agentq_jobs', q.queue)
+          from (select distinct u.queue from unblocked u where u.run_at <= now()) q
+         where exists (select 1 from agentq.worker_registry w
+                        where w.waiting and q.queue = any (w.queues) and w.heartbeat_at > now() - interval '1 minute')) n
 $$;
 
 -- Cancels a job. Queued (or waiting) jobs are cancelled at once: returns true. A running job is

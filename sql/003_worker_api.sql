@@ -178,7 +178,8 @@ end $$;
 -- cancel was requested. A row another transaction has locked (a producer's cancel, say) is skipped,
 -- not waited for, and still counts as held. Lock order as in claim: job rows, then the registry row.
 create or replace function agentq.heartbeat(p_worker text, p_job_ids bigint[], p_attempts int[], p_lease interval)
-returns table (job_id bigint, cancel_requested boolean) language plpgsql as $$
+returns table (job_id bigint, cancel_requested boolean) language plpgsql
+set plan_cache_mode = force_generic_plan as $$
 #variable_conflict use_column
 begin
     return query
@@ -434,6 +435,7 @@ $$;
 create or replace function agentq.finish_jobs(p_worker text, p_items jsonb)
 returns table (job_id bigint, applied boolean, blocked boolean) language plpgsql
 set lock_timeout = '5s'   -- only for rows beyond the batch's own threads and jobs (skipped below when held)
+set plan_cache_mode = force_generic_plan   -- the steps' statements are planned once per session, not per call
 as $$
 #variable_conflict use_column
 declare
@@ -488,10 +490,15 @@ end $$;
 -- agent's (the whole `context` object of the first layer that has one, as GenerationSettings merges
 -- them one level deep), else `p_recent` (the worker's default). Workers cut the window at a turn
 -- boundary (ContextAssembler.window) and split off the replies already saved for the prompt.
+-- The newest messages are read by walking the (thread_id, ord, step) index backwards, whatever the
+-- statistics say: with stale statistics (a young table) the planner chose a bitmap scan that sorted
+-- the whole thread on every turn, a cost that grew with the thread (BENCHMARKS.md "agentq bench
+-- turns"). Plans are generic: the statement is the same on every turn.
 create or replace function agentq.job_contexts(p_job_ids bigint[], p_recent int)
 returns table (job_id bigint, prompt_ord int, prompt_step int, thread_agent_options text,
                message_id uuid, role text, text text, content text, ord int, step int, tool boolean)
-language sql stable as $$
+language sql stable
+set enable_bitmapscan = off set enable_seqscan = off set plan_cache_mode = force_generic_plan as $$
     select j.id, p.ord, p.step, (t.metadata->'agent_options')::text,
            m.id, m.role, m.text, m.content::text, m.ord, m.step, m.tool
       from unnest(p_job_ids) as x(id)

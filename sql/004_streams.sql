@@ -8,7 +8,8 @@
 -- Items: [{"job_id", "attempt", "message_id", "stream_id", "model", "provider", "agent_name"}].
 -- Returns the streams opened (an item whose job this worker no longer holds opens nothing).
 create or replace function agentq.open_streams(p_worker text, p_items jsonb)
-returns table (stream_id uuid, message_id uuid) language plpgsql as $$
+returns table (stream_id uuid, message_id uuid) language plpgsql
+set plan_cache_mode = force_generic_plan as $$
 #variable_conflict use_column
 declare
     opened jsonb[];
@@ -63,7 +64,8 @@ end $$;
 -- stream no longer streaming, job no longer held, or a seq gap). Delta ticks commit asynchronously: losing the newest ticks in a server crash only loses
 -- text that the retried attempt writes again, and the seq check catches the gap.
 create or replace function agentq.write_deltas(p_worker text, p_deltas jsonb)
-returns table (stream_id uuid, written boolean, stop boolean) language plpgsql as $$
+returns table (stream_id uuid, written boolean, stop boolean) language plpgsql
+set plan_cache_mode = force_generic_plan as $$
 #variable_conflict use_column
 declare
     result jsonb[];

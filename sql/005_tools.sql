@@ -131,7 +131,8 @@ end $$;
 -- `running` calls are run next in the same transaction (SQL) or after it (HTTP, Swift). Returns the
 -- message's id, or raises 55000 when the job is no longer held.
 create or replace function agentq.begin_step(p_worker text, p_job_id bigint, p_attempt int, p_step jsonb)
-returns uuid language plpgsql as $$
+returns uuid language plpgsql
+set plan_cache_mode = force_generic_plan as $$
 declare
     j agentq.jobs;
     msg jsonb := p_step->'message';

@@ -1,18 +1,21 @@
 /// When to claim and how many: pure decisions of the worker's claim loop (no IO).
 ///
 /// - A claim asks for the free capacity (`concurrency - inHand`), so one statement fills every slot.
-/// - A wake-up (NOTIFY, poll, reconnect) claims when a slot is free. So do freed slots, always: a
-///   finished job unblocks the next job of its thread, so the queue may have work again even when
-///   the last claim came back short. Slots are freed per completion flush, so that is one claim per
-///   flush, not per job.
+/// - A wake-up (NOTIFY, poll, reconnect) claims when a slot is free. Freed slots claim when the last
+///   claim came back full (more work may be queued), or when a finished job went back to the queue
+///   (a retry, a release). While the worker waits, a job its finish unblocks (the next of a thread)
+///   wakes it by NOTIFY (`agentq.unblock_next`), as an enqueue does; so an idle worker does not spend
+///   a claim that finds nothing after every turn. Slots are freed per completion flush, so that is
+///   at most one claim per flush, not per job.
 /// - A claim that came back short marks the worker `waiting` in the database; the first such claim is
 ///   followed by one more claim at once, which catches a job enqueued before the flag was visible.
 public struct ClaimScheduler: Sendable, Hashable {
     public enum Trigger: Sendable {
         /// A NOTIFY, the fallback poll, or a reconnect.
         case wake
-        /// Jobs finished (a completion flush frees all its slots at once, so one claim refills them).
-        case slotsFreed(Int)
+        /// Jobs finished (a completion flush frees all its slots at once, so one claim refills them);
+        /// `requeued` when one of them went back to the queue.
+        case slotsFreed(Int, requeued: Bool)
     }
 
     public let concurrency: Int
@@ -31,10 +34,10 @@ public struct ClaimScheduler: Sendable, Hashable {
     public mutating func note(_ trigger: Trigger) {
         switch trigger {
         case .wake: claimAgain = true
-        case .slotsFreed(let n):
+        case .slotsFreed(let n, let requeued):
             inHand -= n
             precondition(inHand >= 0, "more slots freed than claimed")
-            claimAgain = true
+            if !waiting || requeued { claimAgain = true }
         }
     }
 

@@ -15,7 +15,7 @@ struct Completer: Service {
         await withGracefulShutdownHandler {
             await state.completions.runFlusher(store: store, logger: logger, giveUpAfterClose: configuration.grace) { held in
                 for job in held { state.registry.remove(job.id, attempt: job.attempt) }
-                state.wake(.slotsFreed(held.count))
+                state.wake(.slotsFreed(held.count, requeued: held.contains(where: \.requeued)))
             }
         } onGracefulShutdown: {
             state.completions.close()

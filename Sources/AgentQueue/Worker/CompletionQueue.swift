@@ -4,6 +4,14 @@ import Synchronization
 /// Finishes jobs in batches: job tasks `submit` their outcome and wait until it is committed; one
 /// flusher task sends each batch through `agentq.finish_jobs` in one transaction.
 public final class CompletionQueue: Sendable {
+    /// A job whose outcome a flush wrote (or gave up on): its slot is free.
+    public struct FlushedJob: Sendable {
+        public let id: Int64
+        public let attempt: Int
+        /// Its outcome put it back in the queue (a retry, a release), so a claim may find it.
+        public let requeued: Bool
+    }
+
     struct Entry: Sendable {
         var item: FinishItem
         var continuation: CheckedContinuation<Bool, Never>
@@ -56,7 +64,7 @@ public final class CompletionQueue: Sendable {
     /// submitters resume.
     public func runFlusher(
         store: JobStore, logger: Logger, giveUpAfterClose: Duration = .seconds(10),
-        onFlushed: @Sendable ([(id: Int64, attempt: Int)]) -> Void = { _ in }
+        onFlushed: @Sendable ([FlushedJob]) -> Void = { _ in }
     ) async {
         var signals = signal.makeAsyncIterator()
         var due: ContinuousClock.Instant?
@@ -99,15 +107,18 @@ public final class CompletionQueue: Sendable {
             group.addTask {
                 if (try? await Task.sleep(until: due, clock: .continuous)) != nil { wake.yield() }
             }
-            let next = await signals.next()
+            let signalled = await signals.next() != nil
             group.cancelAll()
-            return next != nil
+            return signalled
         }
     }
 
-    private func answer(_ answers: [(Entry, Bool)], _ onFlushed: @Sendable ([(id: Int64, attempt: Int)]) -> Void) {
+    private func answer(_ answers: [(Entry, Bool)], _ onFlushed: @Sendable ([FlushedJob]) -> Void) {
         guard !answers.isEmpty else { return }
-        onFlushed(answers.map { ($0.0.item.jobID, $0.0.item.attempt) })
+        onFlushed(
+            answers.map { entry, _ in
+                FlushedJob(id: entry.item.jobID, attempt: entry.item.attempt, requeued: [.retry, .released].contains(entry.item.outcome))
+            })
         for (entry, applied) in answers { entry.continuation.resume(returning: applied) }
     }
 

@@ -42,6 +42,28 @@ import Testing
         }
     }
 
+    /// A waiting worker claims nothing when its slots free up; the job that a finish unblocks (the
+    /// next of its thread) must wake it by NOTIFY, as an enqueue does.
+    @Test func aThreadsNextJobWakesAWaitingWorker() async throws {
+        try await TestDatabase.with("wake_unblocked") { client, url in
+            // A poll interval of a minute: only a NOTIFY can wake this worker in time.
+            let worker = try WorkerProcess(url: url, arguments: ["--poll-ms", "60000", "--concurrency", "4"])
+            try await eventually(timeout: .seconds(20), "worker waiting") {
+                try await client.scalar("SELECT count(*)::int FROM agentq.worker_registry WHERE waiting") == 1
+            }
+            try await client.run(
+                """
+                WITH t AS (SELECT agentq.create_thread('u') AS id)
+                SELECT agentq.generate(t.id, 'turn ' || g) FROM t, generate_series(1, 3) g
+                """)
+            try await eventually(timeout: .seconds(20), "the thread's three jobs done one after another") {
+                try await client.scalar("SELECT count(*)::int FROM agentq.jobs WHERE status = 'succeeded'") == 3
+            }
+            worker.signal(SIGTERM)
+            #expect(await worker.waitForExit() == 0)
+        }
+    }
+
     @Test func aWorkerListensAgainAfterItsConnectionIsKilled() async throws {
         try await TestDatabase.with("wake_relisten") { client, url in
             // A poll interval of a minute: only a NOTIFY can wake this worker in time.

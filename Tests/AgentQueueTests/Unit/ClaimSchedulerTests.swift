@@ -20,23 +20,32 @@ import Testing
         #expect(s.nextClaimSize() == 5)
     }
 
-    @Test func freedSlotsClaimEvenAfterAShortClaim() {
+    @Test func freedSlotsClaimOnlyAfterAFullClaimOrARequeue() {
         var s = ClaimScheduler(concurrency: 2)
         _ = s.nextClaimSize()
-        s.claimed(1, asked: 2)  // short: waiting, one more claim due
+        s.claimed(2, asked: 2)  // full: more work may be queued
+        s.note(.slotsFreed(1, requeued: false))
+        #expect(s.nextClaimSize() == 1)
+        s.claimed(0, asked: 1)  // short: waiting, one more claim due
         #expect(s.nextClaimSize() == 1)
         s.claimed(0, asked: 1)
         #expect(s.nextClaimSize() == 0)  // asleep until something happens
-        s.note(.slotsFreed(1))  // the finished job may have unblocked its thread's next job
-        #expect(s.nextClaimSize() == 2)
+        s.note(.slotsFreed(1, requeued: false))  // a job the finish unblocked wakes the worker by NOTIFY instead
+        #expect(s.nextClaimSize() == 0)
         #expect(s.inHand == 0)
+        s.note(.wake)
+        #expect(s.nextClaimSize() == 2)
+        s.claimed(1, asked: 2)  // short again, already waiting: no once-more claim
+        #expect(s.nextClaimSize() == 0)
+        s.note(.slotsFreed(1, requeued: true))  // a retry went back to the queue: look for it
+        #expect(s.nextClaimSize() == 2)
     }
 
     @Test func aFlushFreesManySlotsForOneClaim() {
         var s = ClaimScheduler(concurrency: 100)
         _ = s.nextClaimSize()
         s.claimed(100, asked: 100)
-        s.note(.slotsFreed(60))
+        s.note(.slotsFreed(60, requeued: false))
         #expect(s.nextClaimSize() == 60)
     }
 
@@ -46,7 +55,7 @@ import Testing
         s.claimed(1, asked: 1)
         s.note(.wake)
         #expect(s.nextClaimSize() == 0)
-        s.note(.slotsFreed(1))
+        s.note(.slotsFreed(1, requeued: false))
         #expect(s.nextClaimSize() == 1)
     }
 }
