@@ -82,6 +82,9 @@ declare
     all_channel text;
     r record;
 begin
+    if coalesce(cardinality(p_events), 0) = 0 then
+        return;
+    end if;
     if has_table_privilege('agentq.installation', 'select') then
         select i.events_channel into all_channel from agentq.installation i;
     end if;

@@ -466,13 +466,36 @@ begin
     items := array(select fi::agentq.finish_item from unnest(parsed) fi
                     where not (fi.job_id = any (blocked_ids)) order by fi.job_id);
     select o.applied_ids, o.ended_threads into applied_ids, ended_threads from agentq.finish_apply_outcomes(p_worker, items) o;
-    events := agentq.finish_last_deltas(items, applied_ids);
-    select r.finalized, r.events into finalized, replies from agentq.finish_streamed_replies(items, applied_ids) r;
-    events := events || replies;
-    events := events || agentq.finish_abort_streams(items, applied_ids);
-    events := events || agentq.finish_save_messages(items, applied_ids, finalized);
-    perform agentq.finish_save_usage(items);
-    perform agentq.finish_save_llm_calls(items, applied_ids);
+    -- Each later step runs only when the batch has something for it (a test over the parsed items,
+    -- or an index probe): most batches of a turn need few of them, and a step's statements cost more
+    -- than the test (BENCHMARKS.md "agentq bench turns").
+    events := '{}';
+    finalized := '{}';
+    if exists (select 1 from unnest(items) fi where fi.job_id = any (applied_ids) and fi.stream->>'delta' is not null) then
+        events := agentq.finish_last_deltas(items, applied_ids);
+    end if;
+    if exists (select 1 from unnest(items) fi
+                where fi.job_id = any (applied_ids) and fi.outcome = 'succeeded' and jsonb_typeof(fi.messages) = 'array') then
+        select r.finalized, r.events into finalized, replies from agentq.finish_streamed_replies(items, applied_ids) r;
+        events := events || replies;
+    end if;
+    if exists (select 1 from agentq.messages m where m.job_id = any (applied_ids) and m.status = 'pending')
+       or exists (select 1 from agentq.streams s where s.job_id = any (applied_ids) and s.status = 'streaming') then
+        events := events || agentq.finish_abort_streams(items, applied_ids);
+    end if;
+    if exists (select 1 from unnest(items) fi
+                cross join lateral jsonb_array_elements(case when jsonb_typeof(fi.messages) = 'array' then fi.messages end) e(msg)
+                where fi.job_id = any (applied_ids) and fi.thread_id is not null
+                  and ((e.msg->>'id') is null or not ((e.msg->>'id')::uuid = any (finalized)))) then
+        events := events || agentq.finish_save_messages(items, applied_ids, finalized);
+    end if;
+    if exists (select 1 from unnest(items) fi where jsonb_typeof(fi.usage) = 'array' and jsonb_array_length(fi.usage) > 0) then
+        perform agentq.finish_save_usage(items);
+    end if;
+    if exists (select 1 from unnest(items) fi
+                where fi.job_id = any (applied_ids) and jsonb_typeof(fi.llm_calls) = 'array' and jsonb_array_length(fi.llm_calls) > 0) then
+        perform agentq.finish_save_llm_calls(items, applied_ids);
+    end if;
     if cardinality(ended_threads) > 0 then
         perform agentq.touch_threads(ended_threads);
         perform agentq.unblock_next(ended_threads);
