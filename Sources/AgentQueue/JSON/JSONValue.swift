@@ -51,13 +51,10 @@ public enum JSONValue: Codable, Hashable, Sendable {
     public var objectValue: [String: JSONValue]? { if case .object(let o) = self { return o }; return nil }
     public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
 
-    /// Parses JSON text (a `jsonb` column read as text). Goes through JSONSerialization, which is
-    /// many times faster than decoding this enum with JSONDecoder (whose type probing throws).
-    /// Nesting deeper than `Limits.jsonDepth` is refused before anything is built.
+    /// Parses JSON text (a `jsonb` column read as text) with `JSONParser`, straight into this enum.
+    /// Nesting deeper than `Limits.jsonDepth` is refused as it is met.
     public static func parse(_ text: String) throws -> JSONValue {
-        try checkDepth(text)
-        let object = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
-        return JSONValue(foundation: object)
+        try JSONParser.parse(text)
     }
 
     /// Throws when arrays and objects nest deeper than `Limits.jsonDepth` (counted over the bytes,
@@ -85,22 +82,6 @@ public enum JSONValue: Codable, Hashable, Sendable {
             case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
             default: break
             }
-        }
-    }
-
-    /// Converts what JSONSerialization returns.
-    init(foundation object: Any) {
-        switch object {
-        case let s as String: self = .string(s)
-        case let b as Bool where type(of: object) == Bool.self: self = .bool(b)
-        case let i as Int where type(of: object) == Int.self: self = .number(Double(i))
-        case let d as Double where type(of: object) == Double.self: self = .number(d)
-        case let n as NSNumber:
-            // corelibs-foundation hands out NSNumber for some numbers; its objCType tells booleans apart.
-            self = String(cString: n.objCType) == "c" ? .bool(n.boolValue) : .number(n.doubleValue)
-        case let a as [Any]: self = .array(a.map(JSONValue.init(foundation:)))
-        case let o as [String: Any]: self = .object(o.mapValues(JSONValue.init(foundation:)))
-        default: self = .null
         }
     }
 

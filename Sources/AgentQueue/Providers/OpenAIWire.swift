@@ -88,25 +88,29 @@ public enum OpenAIWire {
 
     /// Parses the `data` of one SSE event (not `[DONE]`).
     public static func parseChunk(_ data: String) throws -> Chunk {
-        guard (try? JSONValue.checkDepth(data)) != nil else {
+        let root: [String: JSONValue]
+        do {
+            guard let object = try JSONValue.parse(data).objectValue else { throw GenerationError(.transient, "not an object") }
+            root = object
+        } catch is JSONDepthError {
             throw GenerationError(.permanent, "the model sent a stream chunk nested more than \(Limits.jsonDepth) levels deep")
-        }
-        guard let root = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any] else {
+        } catch {
             throw GenerationError(.transient, "the model sent a stream chunk that is not a JSON object: \(data.prefix(200))")
         }
         var chunk = Chunk()
         if let error = root["error"] { chunk.error = errorMessage(error) }
-        chunk.usage = (root["usage"] as? [String: Any]).flatMap(usage)
-        if let choice = (root["choices"] as? [Any])?.first as? [String: Any] {
-            chunk.finishReason = choice["finish_reason"] as? String
-            if let delta = choice["delta"] as? [String: Any] {
-                chunk.content = delta["content"] as? String
-                for case let call as [String: Any] in delta["tool_calls"] as? [Any] ?? [] {
-                    let function = call["function"] as? [String: Any]
+        chunk.usage = root["usage"]?.objectValue.flatMap(usage)
+        if let choice = root["choices"]?.arrayValue?.first?.objectValue {
+            chunk.finishReason = choice["finish_reason"]?.stringValue
+            if let delta = choice["delta"]?.objectValue {
+                chunk.content = delta["content"]?.stringValue
+                for call in delta["tool_calls"]?.arrayValue ?? [] {
+                    guard call.objectValue != nil else { continue }
+                    let function = call["function"]
                     chunk.toolCallFragments.append(
                         ToolCallFragment(
-                            index: (call["index"] as? Int) ?? 0, id: call["id"] as? String,
-                            name: function?["name"] as? String, arguments: function?["arguments"] as? String))
+                            index: call["index"]?.intValue ?? 0, id: call["id"]?.stringValue,
+                            name: function?["name"]?.stringValue, arguments: function?["arguments"]?.stringValue))
                 }
             }
         }
@@ -115,30 +119,30 @@ public enum OpenAIWire {
 
     /// Parses a whole (non-streamed) chat completion.
     public static func parseCompletion(_ body: String) throws -> ChatReply {
-        guard (try? JSONValue.checkDepth(body)) != nil else {
+        let root: [String: JSONValue]
+        do {
+            guard let object = try JSONValue.parse(body).objectValue else { throw GenerationError(.transient, "not an object") }
+            root = object
+        } catch is JSONDepthError {
             throw GenerationError(.permanent, "the model's response is nested more than \(Limits.jsonDepth) levels deep")
-        }
-        guard let root = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else {
+        } catch {
             throw GenerationError(.transient, "the model's response is not a JSON object: \(body.prefix(200))")
         }
         if let error = root["error"] { throw GenerationError(.transient, "the model returned an error: \(errorMessage(error))") }
-        guard let choice = (root["choices"] as? [Any])?.first as? [String: Any],
-            let message = choice["message"] as? [String: Any]
-        else {
+        guard let choice = root["choices"]?.arrayValue?.first?.objectValue, let message = choice["message"]?.objectValue else {
             throw GenerationError(.transient, "the model's response has no choices[0].message")
         }
         var calls: [AssembledToolCall] = []
-        for case let call as [String: Any] in message["tool_calls"] as? [Any] ?? [] {
-            let function = call["function"] as? [String: Any]
-            guard let name = function?["name"] as? String else { continue }
+        for call in message["tool_calls"]?.arrayValue ?? [] {
+            guard call.objectValue != nil, let name = call["function"]?["name"]?.stringValue else { continue }
             calls.append(
                 AssembledToolCall(
-                    id: call["id"] as? String ?? "call_\(calls.count)", name: name,
-                    arguments: function?["arguments"] as? String ?? "{}"))
+                    id: call["id"]?.stringValue ?? "call_\(calls.count)", name: name,
+                    arguments: call["function"]?["arguments"]?.stringValue ?? "{}"))
         }
         return ChatReply(
-            text: message["content"] as? String ?? "", finishReason: choice["finish_reason"] as? String ?? "stop",
-            usage: (root["usage"] as? [String: Any]).flatMap(usage), toolCalls: calls)
+            text: message["content"]?.stringValue ?? "", finishReason: choice["finish_reason"]?.stringValue ?? "stop",
+            usage: root["usage"]?.objectValue.flatMap(usage), toolCalls: calls)
     }
 
     /// Parses an embeddings response: the vectors in input order, and the tokens counted.
@@ -166,22 +170,18 @@ public enum OpenAIWire {
 
     /// The readable message of an OpenAI error body (`{"error": {"message": ...}}`), or the text.
     public static func errorMessage(body: String) -> String {
-        if (try? JSONValue.checkDepth(body)) != nil,
-            let root = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any], let e = root["error"]
-        {
-            return errorMessage(e)
-        }
+        if let e = (try? JSONValue.parse(body))?["error"] { return errorMessage(e) }
         return String(body.prefix(500))
     }
 
-    private static func errorMessage(_ error: Any) -> String {
-        if let e = error as? [String: Any] { return e["message"] as? String ?? "\(e)" }
-        return "\(error)"
+    private static func errorMessage(_ error: JSONValue) -> String {
+        if let e = error.objectValue { return e["message"]?.stringValue ?? error.jsonString }
+        return error.stringValue ?? error.jsonString
     }
 
-    private static func usage(_ u: [String: Any]) -> TokenUsage? {
-        guard let prompt = u["prompt_tokens"] as? Int else { return nil }
-        return TokenUsage(promptTokens: prompt, completionTokens: u["completion_tokens"] as? Int ?? 0)
+    private static func usage(_ u: [String: JSONValue]) -> TokenUsage? {
+        guard let prompt = u["prompt_tokens"]?.intValue else { return nil }
+        return TokenUsage(promptTokens: prompt, completionTokens: u["completion_tokens"]?.intValue ?? 0)
     }
 
     /// Seconds from a `Retry-After` header (delta-seconds, or an HTTP date).

@@ -13,7 +13,8 @@ import Testing
     ) async throws {
         let mock = try await MockLLMProcess()
         var configuration = HTTPClient.Configuration()
-        configuration.timeout = .init(connect: .seconds(5), read: .seconds(5))
+        // Generous: the full suite loads both cores, and a freshly started debug mock can be slow to answer.
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(20))
         let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
         do {
             try await body(
