@@ -902,4 +902,22 @@ drop trigger if exists agents_check on agentq.agents;
 create trigger agents_check before insert or update on agentq.agents
     for each row execute function agentq.agents_check();
 
+-- Workers keep agents, tools and providers in memory (README "How the queue works"); a change to
+-- any of them tells every worker to read them again: `catalog` on agentq_jobs, once per statement.
+create or replace function agentq.catalog_changed() returns trigger
+language plpgsql as $$
+begin
+    perform pg_notify('agentq_jobs', 'catalog');
+    return null;
+end $$;
+drop trigger if exists agents_catalog_changed on agentq.agents;
+create trigger agents_catalog_changed after insert or update or delete or truncate on agentq.agents
+    for each statement execute function agentq.catalog_changed();
+drop trigger if exists tools_catalog_changed on agentq.tools;
+create trigger tools_catalog_changed after insert or update or delete or truncate on agentq.tools
+    for each statement execute function agentq.catalog_changed();
+drop trigger if exists providers_catalog_changed on agentq.providers;
+create trigger providers_catalog_changed after insert or update or delete or truncate on agentq.providers
+    for each statement execute function agentq.catalog_changed();
+
 insert into agentq.schema_migrations (version, name) values ('002', 'producer_api') on conflict (version) do nothing;

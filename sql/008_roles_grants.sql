@@ -81,7 +81,7 @@ revoke execute on function
     agentq.messages_embed_on_insert(), agentq.jobs_embed_prompt(), agentq.messages_embed_on_update(),
     agentq.jobs_before_insert(), agentq.jobs_before_update(), agentq.jobs_delete_tool_calls(),
     agentq.tool_calls_before_update(), agentq.threads_check_limits(), agentq.messages_user(),
-    agentq.messages_tsv(), agentq.agents_check(), agentq.tools_check()
+    agentq.messages_tsv(), agentq.agents_check(), agentq.tools_check(), agentq.catalog_changed()
   from agentq_producer, agentq_worker;
 
 -- The worker serves every user, so it acts for none: the producer API is not its (a SQL tool that

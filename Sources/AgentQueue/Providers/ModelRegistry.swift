@@ -14,6 +14,8 @@ public final class ModelRegistry: Sendable {
         /// `mock`-kind rows left out because this worker runs no mock models.
         var mockRows: Set<String> = []
         var loadedAt: ContinuousClock.Instant?
+        /// `agentq.providers` changed since the last load.
+        var reloadRequested = false
     }
 
     private let state: Mutex<State>
@@ -73,6 +75,20 @@ public final class ModelRegistry: Sendable {
     }
 
     /// Whether the table rows are older than `maxAge` (or were never loaded).
+    /// Asks for the providers to be read again before the next batch (`agentq.providers` changed).
+    public func requestReload() {
+        state.withLock { $0.reloadRequested = true }
+    }
+
+    /// Whether a reload was asked for since the last call; clears the request (one taken before a
+    /// load begins: a change during the load asks again).
+    public func takeReloadRequest() -> Bool {
+        state.withLock { s in
+            defer { s.reloadRequested = false }
+            return s.reloadRequested
+        }
+    }
+
     public func isStale(maxAge: Duration) -> Bool {
         state.withLock { s in s.loadedAt.map { ContinuousClock.now - $0 > maxAge } ?? true }
     }

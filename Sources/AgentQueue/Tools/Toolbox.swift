@@ -7,15 +7,18 @@ public struct Toolbox: Sendable {
     public var caller: ToolCaller
     /// Tools registered in code, by name (they win over `agentq.tools` rows of the same name).
     public var swiftTools: [String: SwiftTool]
+    /// The `agentq.tools` rows read so far (invalidated when the table changes).
+    public var catalog: CatalogCache
 
-    public init(store: ToolStore, caller: ToolCaller, swiftTools: [String: SwiftTool] = [:]) {
+    public init(store: ToolStore, caller: ToolCaller, swiftTools: [String: SwiftTool] = [:], catalog: CatalogCache = CatalogCache()) {
         self.store = store
         self.caller = caller
         self.swiftTools = swiftTools
+        self.catalog = catalog
     }
 
-    /// Each generation's tool set (Swift tools first, then `agentq.tools` rows: one query for the
-    /// batch) and, for retried or resumed attempts, the calls left open. Only the job's own tool set
+    /// Each generation's tool set (Swift tools first, then `agentq.tools` rows: from the catalog
+    /// cache, else one query for the batch) and, for retried or resumed attempts, the calls left open. Only the job's own tool set
     /// is resolved: an open call naming another tool finds no definition (the executor answers it
     /// with an error). Jobs without tools cost no query.
     func resolve(_ jobs: [(job: ClaimedJob, settings: GenerationSettings)], logger: Logger) async throws -> [Int64: JobTools] {
@@ -23,7 +26,7 @@ public struct Toolbox: Sendable {
         guard !withTools.isEmpty else { return [:] }
         let open = try await store.openCalls(jobIDs: withTools.filter { $0.job.attempt > 1 }.map(\.job.id), logger: logger)
         let wanted = Set(withTools.flatMap(\.settings.toolNames)).subtracting(swiftTools.keys)
-        var definitions = try await store.definitions(named: wanted.sorted(), logger: logger)
+        var definitions = try await catalog.tools(named: wanted.sorted()) { try await store.definitions(named: $0, logger: logger) }
         for (name, tool) in swiftTools { definitions[name] = ToolDefinition(tool) }
         var tools: [Int64: JobTools] = [:]
         for (job, settings) in withTools {

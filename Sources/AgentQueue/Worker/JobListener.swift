@@ -2,9 +2,10 @@ import Logging
 import PostgresNIO
 import ServiceLifecycle
 
-/// LISTENs on `agentq_jobs` on a dedicated connection and reports wake-ups and cancel requests.
-/// PostgresNIO does not re-LISTEN after a lost connection, so this loop reconnects with backoff and
-/// reports a wake-up after every (re)connect: notifications sent in between are gone.
+/// LISTENs on `agentq_jobs` on a dedicated connection and reports wake-ups, cancel requests and
+/// catalog changes (agents, tools, providers). PostgresNIO does not re-LISTEN after a lost
+/// connection, so this loop reconnects with backoff and reports a wake-up and a catalog change after
+/// every (re)connect: notifications sent in between are gone.
 struct JobListener: Service {
     static let channel = "agentq_jobs"
 
@@ -12,6 +13,8 @@ struct JobListener: Service {
     let logger: Logger
     /// A wake-up: work may be waiting.
     let onWake: @Sendable () -> Void
+    /// `agentq.agents`, `agentq.tools` or `agentq.providers` changed: cached rows are stale.
+    let onCatalogChange: @Sendable () -> Void
     /// A cancel notification for a job id (a hint: the handler checks the row).
     let onCancel: @Sendable (Int64) async -> Void
 
@@ -59,10 +62,13 @@ struct JobListener: Service {
 
     private func receive(on connection: PostgresConnection) async throws {
         try await connection.listen(on: Self.channel) { notifications in
+            onCatalogChange()
             onWake()
             for try await notification in notifications {
                 if notification.payload.hasPrefix("cancel:"), let id = Int64(notification.payload.dropFirst(7)) {
                     await onCancel(id)
+                } else if notification.payload == "catalog" {
+                    onCatalogChange()
                 } else {
                     onWake()
                 }

@@ -82,13 +82,14 @@ public struct WorkerService: Service {
         let policy = OutcomePolicy(backoff: configuration.backoff)
         let streamStore = StreamStore(database: database, workerID: configuration.id)
         let memory = MemoryStore(database: database, workerID: configuration.id)
+        let catalog = CatalogCache()
         let toolbox = Toolbox(
             store: ToolStore(database: database, workerID: configuration.id),
-            caller: ToolCaller(http: http, allowedHosts: configuration.httpToolHosts), swiftTools: swiftTools)
+            caller: ToolCaller(http: http, allowedHosts: configuration.httpToolHosts), swiftTools: swiftTools, catalog: catalog)
         let generator = Generator(models: models, policy: policy, toolbox: toolbox, memory: memory)
         let dispatcher = JobDispatcher(
             generate: GenerateHandler(
-                generator: generator, store: store, streamStore: streamStore, streams: state.streams,
+                generator: generator, store: store, catalog: catalog, streamStore: streamStore, streams: state.streams,
                 defaultRecentMessages: configuration.recentMessages),
             embed: EmbedHandler(runner: EmbedRunner(models: models, store: memory, policy: policy)),
             state: state, policy: policy, logger: logger)
@@ -101,7 +102,12 @@ public struct WorkerService: Service {
             Completer(store: store, state: state, configuration: configuration, logger: logger),
             leaseKeeper,
             JobListener(
-                database: database, logger: logger, onWake: { state.wake(.wake) }, onCancel: { await leaseKeeper.cancelNotified($0) }),
+                database: database, logger: logger, onWake: { state.wake(.wake) },
+                onCatalogChange: { [models] in
+                    catalog.invalidate()
+                    models.requestReload()
+                },
+                onCancel: { await leaseKeeper.cancelNotified($0) }),
             ClaimLoop(store: store, dispatcher: dispatcher, state: state, configuration: configuration, logger: logger)
         ]
     }

@@ -10,6 +10,7 @@ extension HostileProducerTests {
     /// must be added here on purpose.
     static let executeAllowList: [String: String] = [
         "agentq.agents_check()": "",
+        "agentq.catalog_changed()": "",
         "agentq.any_embedding_model()": "producer worker",
         "agentq.approve_tool_call(bigint,text,boolean,text)": "producer",
         "agentq.begin_step(text,bigint,integer,jsonb)": "worker",

@@ -64,6 +64,32 @@ import Testing
         }
     }
 
+    /// The worker keeps agents in memory; changing one must reach the very next job (the mock counts
+    /// the instructions' words in the prompt tokens it reports).
+    @Test func anAgentChangeReachesTheNextJob() async throws {
+        try await TestDatabase.with("wake_catalog") { client, url in
+            try await client.run(
+                "INSERT INTO agentq.agents (name, model, instructions) SELECT 'cached', model, 'one' FROM agentq.agents WHERE name = 'default'"
+            )
+            // No fallback poll: only the enqueue's NOTIFY wakes the worker, and it comes after the
+            // catalog's on the same connection.
+            let worker = try WorkerProcess(url: url, arguments: ["--concurrency", "2", "--poll-ms", "60000"])
+            func promptTokens(_ prompt: String) async throws -> Int {
+                let job: Int64 = try await client.scalar("SELECT agentq.generate(null, \(prompt), 'cached')")
+                try await eventually(timeout: .seconds(20), "job \(job) done") {
+                    try await client.scalar("SELECT count(*)::int FROM agentq.jobs WHERE id = \(job) AND status = 'succeeded'") == 1
+                }
+                return try await client.scalar("SELECT prompt_tokens FROM agentq.usage WHERE job_id = \(job)")
+            }
+            let before = try await promptTokens("same words")
+            #expect(try await promptTokens("same words") == before)  // read from the cache
+            try await client.run("UPDATE agentq.agents SET instructions = 'one two three four five' WHERE name = 'cached'")
+            #expect(try await promptTokens("same words") == before + 4)
+            worker.signal(SIGTERM)
+            #expect(await worker.waitForExit() == 0)
+        }
+    }
+
     @Test func aWorkerListensAgainAfterItsConnectionIsKilled() async throws {
         try await TestDatabase.with("wake_relisten") { client, url in
             // A poll interval of a minute: only a NOTIFY can wake this worker in time.

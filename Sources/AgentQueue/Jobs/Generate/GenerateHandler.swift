@@ -1,12 +1,13 @@
 import Logging
 
-/// Prepares and runs `generate` jobs. Preparing a claimed batch reads its agents and contexts (two
-/// statements in parallel), works out each job's settings once (`GenerationSettings`: job over
+/// Prepares and runs `generate` jobs. Preparing a claimed batch reads its contexts and the agents
+/// not in the catalog cache (two statements in parallel), works out each job's settings once (`GenerationSettings`: job over
 /// thread over agent), resolves tool sets, and opens the streams of the jobs that stream (one
 /// statement); each job's time budget is its settings' `timeout_ms`.
 struct GenerateHandler: JobHandler {
     let generator: Generator
     let store: JobStore
+    let catalog: CatalogCache
     let streamStore: StreamStore
     let streams: LiveStreams
     /// The `recent_messages` setting: the context window when no option names one.
@@ -28,7 +29,7 @@ struct GenerateHandler: JobHandler {
         let agents: [String: AgentRecord]
         let contexts: [Int64: JobContextRecord]
         do {
-            async let a = store.agents(named: Array(Set(jobs.compactMap(\.agentName))), logger: logger)
+            async let a = catalog.agents(named: jobs.compactMap(\.agentName)) { try await store.agents(named: $0, logger: logger) }
             async let c = store.contexts(jobIDs: jobs.map(\.id), recentMessages: defaultRecentMessages, logger: logger)
             (agents, contexts) = try await (a, c)
         } catch {
@@ -86,13 +87,16 @@ struct GenerateHandler: JobHandler {
         return Dictionary(uniqueKeysWithValues: jobs.map { ($0.id, .decided(policy.retry($0, error: message))) })
     }
 
-    /// Reads `agentq.providers` again when a job names a provider the cache lacks (at most every 2 s;
-    /// `Maintenance` reloads them all every 30 s).
+    /// Reads `agentq.providers` again when the table changed (the catalog notification), or when a job
+    /// names a provider the cache lacks (at most every 2 s; `Maintenance` reloads them all every 30 s).
     private func reloadProvidersIfMissing(_ providers: [String], logger: Logger) async {
-        guard providers.contains(where: { !generator.models.knows($0) }), generator.models.isStale(maxAge: .seconds(2)) else { return }
+        let missing = providers.contains(where: { !generator.models.knows($0) }) && generator.models.isStale(maxAge: .seconds(2))
+        let requested = generator.models.takeReloadRequest()
+        guard missing || requested else { return }
         do {
             generator.models.update(with: try await store.providers(logger: logger))
         } catch {
+            if requested { generator.models.requestReload() }
             logger.warning("loading providers failed", metadata: ["error": "\(describeDatabaseError(error))"])
         }
     }
