@@ -18,6 +18,7 @@ extension TurnsBench {
         let worker: Int32
         let seconds: Int
         let warmup: Double
+        let follow: Follow
         let logger: Logger
 
         /// Waits for the worker to wait for jobs, then runs one turn and checks that it is the turn
@@ -60,8 +61,8 @@ extension TurnsBench {
         /// the measured seconds; the counters are read where the warm-up ends and where the run ends,
         /// and the turns that ended between the two readings are the run's.
         func measure(clients: Int) async throws -> RunFigures {
-            let (seconds, warmup, worker, logger) = (self.seconds, self.warmup, self.worker, self.logger)
-            return try await withClient(url, statementTimeout: nil, maximumConnections: clients + 2, logger: logger) { client in
+            let (seconds, warmup, worker, follow, logger) = (self.seconds, self.warmup, self.worker, self.follow, self.logger)
+            return try await withClient(url, statementTimeout: nil, maximumConnections: clients + 3, logger: logger) { client in
                 // A checkpoint first, so that each run starts alike (the full-page images that follow a
                 // checkpoint count in every run) instead of one run meeting a timed checkpoint by chance.
                 _ = try? await client.query("CHECKPOINT", logger: logger).collect()
@@ -69,33 +70,72 @@ extension TurnsBench {
                 let threads = try await client.query(
                     "SELECT agentq.create_thread('bench-turns') FROM generate_series(1, \(clients)::int)", logger: logger
                 ).decode(UUID.self).reduce(into: [UUID]()) { $0.append($1) }
-                let start = ContinuousClock.now + .seconds(warmup)
-                let stop = start + .seconds(seconds)
-                async let window = Self.window(url, from: start, to: stop, postmaster: postmaster, worker: worker, logger: logger)
-                let turns = try await withThrowingTaskGroup(of: [Turn].self) { group in
-                    for thread in threads {
-                        group.addTask {
-                            try await Self.turns(on: thread, client, logger: logger, while: { _ in ContinuousClock.now < stop })
+                let follower = follow == .shared ? SharedFollower() : nil
+                let channels =
+                    follower == nil
+                    ? []
+                    : try await client.query("SELECT agentq.thread_channel(t) FROM unnest(\(threads)::uuid[]) t", logger: logger)
+                        .decode(String.self).reduce(into: [String]()) { $0.append($1) }
+                let (listening, listened) = AsyncStream<Void>.makeStream()
+                return try await withThrowingTaskGroup(of: Void.self, returning: RunFigures.self) { background in
+                    if let follower {
+                        background.addTask {
+                            do {
+                                try await client.withConnection { connection in
+                                    try await follower.run(on: connection, channels: channels) { listened.yield() }
+                                }
+                            } catch {
+                                follower.fail(error)
+                            }
                         }
+                        for await _ in listening { break }
                     }
-                    group.addTask {
-                        try await Task.sleep(until: stop + .seconds(120))
-                        throw AgentQueueError(.jobFailed, "turns still unfinished 2 minutes after the run's end (is the worker alive?)")
-                    }
-                    var all: [Turn] = []
-                    for _ in threads {
-                        if let some = try await group.next() { all += some }
-                    }
-                    group.cancelAll()
-                    return all
+                    let figures = try await Self.run(
+                        threads, client, follower: follower, warmup: warmup, seconds: seconds, postmaster: postmaster,
+                        worker: worker, url: url, logger: logger)
+                    background.cancelAll()
+                    return figures
                 }
-                let (before, after) = try await window
-                let measured = turns.filter { $0.ended >= before.at && $0.ended < after.at }
-                guard !measured.isEmpty else {
-                    throw AgentQueueError(.jobFailed, "no turn ended inside the \(seconds) s window with \(clients) clients")
-                }
-                return RunFigures(clients: clients, turns: measured, before: before, after: after)
             }
+        }
+
+        /// The clients' turns for the warm-up and the measured seconds, and the counters around the
+        /// measured seconds.
+        private static func run(
+            _ threads: [UUID], _ client: PostgresClient, follower: SharedFollower?, warmup: Double, seconds: Int,
+            postmaster: Int32?, worker: Int32, url: DatabaseURL, logger: Logger
+        ) async throws -> RunFigures {
+            let clients = threads.count
+            let start = ContinuousClock.now + .seconds(warmup)
+            let stop = start + .seconds(seconds)
+            async let window = Self.window(url, from: start, to: stop, postmaster: postmaster, worker: worker, logger: logger)
+            let turns = try await withThrowingTaskGroup(of: [Turn].self) { group in
+                for thread in threads {
+                    group.addTask {
+                        if let follower {
+                            return try await Self.turns(
+                                on: thread, client, follower: follower, logger: logger, while: { _ in ContinuousClock.now < stop })
+                        }
+                        return try await Self.turns(on: thread, client, logger: logger, while: { _ in ContinuousClock.now < stop })
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(until: stop + .seconds(120))
+                    throw AgentQueueError(.jobFailed, "turns still unfinished 2 minutes after the run's end (is the worker alive?)")
+                }
+                var all: [Turn] = []
+                for _ in threads {
+                    if let some = try await group.next() { all += some }
+                }
+                group.cancelAll()
+                return all
+            }
+            let (before, after) = try await window
+            let measured = turns.filter { $0.ended >= before.at && $0.ended < after.at }
+            guard !measured.isEmpty else {
+                throw AgentQueueError(.jobFailed, "no turn ended inside the \(seconds) s window with \(clients) clients")
+            }
+            return RunFigures(clients: clients, turns: measured, before: before, after: after)
         }
 
         /// One client on a new thread runs turns up to the last checkpoint; at each checkpoint, the
@@ -137,39 +177,57 @@ extension TurnsBench {
         /// the thread's channel. A plain LISTEN: the session does not register with `agentq.listen`,
         /// so the enqueue sends no events; the worker's events (the stream's, `job.succeeded`) come.
         static func turns(
-            on thread: UUID, _ client: PostgresClient, logger: Logger, while more: (Int) -> Bool
+            on thread: UUID, _ client: PostgresClient, logger: Logger, while more: @escaping @Sendable (Int) -> Bool
         ) async throws -> [Turn] {
             try await client.withConnection { connection in
                 let channel = try await Self.value(connection, "SELECT agentq.thread_channel(\(thread))", as: String.self, logger: logger)
                 return try await connection.listen(on: channel) { notes in
                     var iterator = notes.makeAsyncIterator()
-                    var turns: [Turn] = []
-                    while more(turns.count) {
-                        let prompt = TurnsBench.prompt(sku: "sku-\(Int.random(in: 1...TurnsBench.catalogueRows))")
-                        let started = ContinuousClock.now
-                        let job = try await Self.value(
-                            connection, "SELECT agentq.generate(\(thread), \(prompt), \(TurnsBench.agent))", as: Int64.self,
-                            logger: logger)
-                        var outcome: ThreadEvent?
-                        while outcome == nil, let note = try await iterator.next() {
+                    return try await Self.loop(on: thread, connection, logger: logger, while: more) { job in
+                        while let note = try await iterator.next() {
                             // Most of a turn's events are its streams'; only the job's own end is parsed.
                             guard note.payload.contains("\"job."), let event = ThreadEvent.parse(note.payload), event.jobID == job,
                                 event.isJobFinal
                             else { continue }
-                            outcome = event
+                            return event
                         }
                         // The notifications end only when the listen is cancelled (another client failed).
-                        guard let finished = outcome else { throw CancellationError() }
-                        guard finished.type == "job.succeeded" else {
-                            throw AgentQueueError(
-                                .jobFailed, "turn job \(job) ended \(finished.type): \(finished.text ?? "no error given")")
-                        }
-                        let ended = ContinuousClock.now
-                        turns.append(Turn(ended: ended, milliseconds: (ended - started).seconds * 1000))
+                        throw CancellationError()
                     }
-                    return turns
                 }
             }
+        }
+
+        /// Runs turns on `thread` while `more(turns done)` holds, on a connection of its own; the
+        /// shared follower reports each job's end.
+        static func turns(
+            on thread: UUID, _ client: PostgresClient, follower: SharedFollower, logger: Logger,
+            while more: @escaping @Sendable (Int) -> Bool
+        ) async throws -> [Turn] {
+            try await client.withConnection { connection in
+                try await Self.loop(on: thread, connection, logger: logger, while: more) { try await follower.end(of: $0) }
+            }
+        }
+
+        /// The turn loop: enqueue on `connection`, wait for the job's end with `end`, time it.
+        private static func loop(
+            on thread: UUID, _ connection: PostgresConnection, logger: Logger, while more: (Int) -> Bool,
+            end: (Int64) async throws -> ThreadEvent
+        ) async throws -> [Turn] {
+            var turns: [Turn] = []
+            while more(turns.count) {
+                let prompt = TurnsBench.prompt(sku: "sku-\(Int.random(in: 1...TurnsBench.catalogueRows))")
+                let started = ContinuousClock.now
+                let job = try await Self.value(
+                    connection, "SELECT agentq.generate(\(thread), \(prompt), \(TurnsBench.agent))", as: Int64.self, logger: logger)
+                let finished = try await end(job)
+                guard finished.type == "job.succeeded" else {
+                    throw AgentQueueError(.jobFailed, "turn job \(job) ended \(finished.type): \(finished.text ?? "no error given")")
+                }
+                let ended = ContinuousClock.now
+                turns.append(Turn(ended: ended, milliseconds: (ended - started).seconds * 1000))
+            }
+            return turns
         }
 
         /// The single value of a one-row query on `connection`.

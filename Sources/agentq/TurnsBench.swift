@@ -34,6 +34,9 @@ struct TurnsBench: AsyncParsableCommand {
     @Option(help: "Seconds each run is measured, after its warm-up.") var seconds = 20
     @Option(help: "Seconds of warm-up before each run's measurement (not counted).") var warmup = 2.0
     @Option(help: "Concurrency of the worker process.") var concurrency = 256
+    @Option(
+        help: "How clients wait for their jobs: own (a LISTEN connection each) or shared (one LISTEN connection for all).")
+    var follow: Follow = .own
     @Option(help: "Where to write the JSON figures.") var json = "bench-results/turns.json"
 
     /// The client counts of `--clients`.
@@ -66,14 +69,15 @@ struct TurnsBench: AsyncParsableCommand {
             }
             let worker = try BenchSupport.spawnWorker(url: url, concurrency: concurrency)
             defer { kill(worker.processIdentifier, SIGTERM); worker.waitUntilExit() }
-            let runner = Runner(url: url, worker: worker.processIdentifier, seconds: seconds, warmup: warmup, logger: logger)
+            let runner = Runner(
+                url: url, worker: worker.processIdentifier, seconds: seconds, warmup: warmup, follow: follow, logger: logger)
             try await runner.probe()
             say(
                 "turns: one worker (--concurrency \(concurrency)), model agentq mock-llm at \(baseURL), "
-                    + "\(seconds) s per run after \(warmup) s of warm-up")
+                    + "\(seconds) s per run after \(warmup) s of warm-up, clients following their threads: \(follow.rawValue)")
             var figures: [String: JSONValue] = [
                 "clients": .array(counts.map { JSONValue.number(Double($0)) }), "seconds": .number(Double(seconds)),
-                "warmup_s": .number(warmup), "worker_concurrency": .number(Double(concurrency)),
+                "warmup_s": .number(warmup), "worker_concurrency": .number(Double(concurrency)), "follow": .string(follow.rawValue),
                 "answer_words": .number(Double(Self.answerWords)), "catalogue_rows": .number(Double(Self.catalogueRows))
             ]
             say(RunFigures.header)
@@ -142,3 +146,5 @@ struct TurnsBench: AsyncParsableCommand {
         for statement in statements { _ = try await client.query(statement, logger: logger).collect() }
     }
 }
+
+extension TurnsBench.Follow: ExpressibleByArgument {}
