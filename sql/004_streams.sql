@@ -92,8 +92,10 @@ begin
         insert into agentq.stream_deltas (stream_id, seq, text, parts)
         select c.stream_id, c.seq, coalesce(c.text, ''), c.parts from checked c where c.ok
         returning stream_id),
+    -- Only last_seq changes (no indexed column), so the update is HOT: a live stream's updated_at
+    -- is not kept, as only ended streams' is read (pruning, followers catching up).
     upd as (
-        update agentq.streams s set last_seq = c.seq, updated_at = now()
+        update agentq.streams s set last_seq = c.seq
           from checked c where c.ok and s.id = c.stream_id
         returning s.id)
     select coalesce(array_agg(jsonb_build_object('stream_id', c.stream_id, 'ok', c.ok, 'landed', c.landed, 'stop', c.stop,
