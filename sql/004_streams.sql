@@ -68,7 +68,10 @@ returns table (stream_id uuid, written boolean, stop boolean) language plpgsql
 set plan_cache_mode = force_generic_plan as $$
 #variable_conflict use_column
 declare
-    result jsonb[];
+    out_ids uuid[];
+    out_written boolean[];
+    out_stops boolean[];
+    events jsonb[];
 begin
     perform set_config('synchronous_commit', 'off', true);
     with d as (
@@ -98,18 +101,17 @@ begin
         update agentq.streams s set last_seq = c.seq
           from checked c where c.ok and s.id = c.stream_id
         returning s.id)
-    select coalesce(array_agg(jsonb_build_object('stream_id', c.stream_id, 'ok', c.ok, 'landed', c.landed, 'stop', c.stop,
-                                                 'thread_id', c.thread_id, 'job_id', c.job_id,
-                                                 'message_id', c.message_id, 'seq', c.seq, 'text', c.text)
-                              order by c.stream_id), '{}')
-      into result from checked c;
-    perform agentq.emit_all(array(
-        select jsonb_build_object('type', 'stream.delta', 'thread_id', r->>'thread_id', 'job_id', (r->>'job_id')::bigint,
-                                  'message_id', r->>'message_id', 'stream_id', r->>'stream_id',
-                                  'seq', (r->>'seq')::int, 'text', r->>'text')
-          from unnest(result) r where (r->>'ok')::boolean));
-    return query select (r->>'stream_id')::uuid, (r->>'ok')::boolean or (r->>'landed')::boolean, (r->>'stop')::boolean
-                   from unnest(result) r;
+    -- The answer and the events straight from the checked rows, in stream order (no JSON in between).
+    select coalesce(array_agg(c.stream_id order by c.stream_id), '{}'),
+           coalesce(array_agg(c.ok or c.landed order by c.stream_id), '{}'),
+           coalesce(array_agg(c.stop order by c.stream_id), '{}'),
+           coalesce(array_agg(jsonb_build_object('type', 'stream.delta', 'thread_id', c.thread_id, 'job_id', c.job_id,
+                                                 'message_id', c.message_id, 'stream_id', c.stream_id, 'seq', c.seq,
+                                                 'text', c.text)
+                              order by c.stream_id) filter (where c.ok), '{}')
+      into out_ids, out_written, out_stops, events from checked c;
+    perform agentq.emit_all(events);
+    return query select * from unnest(out_ids, out_written, out_stops);
 end $$;
 
 insert into agentq.schema_migrations (version, name) values ('004', 'streams') on conflict (version) do nothing;
