@@ -80,7 +80,6 @@ create or replace function agentq.emit_all(p_events jsonb[]) returns void
 language plpgsql as $$
 declare
     all_channel text;
-    r record;
 begin
     if coalesce(cardinality(p_events), 0) = 0 then
         return;
@@ -88,25 +87,25 @@ begin
     if has_table_privilege('agentq.installation', 'select') then
         select i.events_channel into all_channel from agentq.installation i;
     end if;
-    for r in
-        select c.channel, e.payload
-          from (select x.n, (s.ev->>'thread_id')::uuid as thread_id,
-                       case when octet_length(s.ev::text) <= 7900 then s.ev::text
-                            when octet_length((s.ev - 'text')::text) <= 7880 then (s.ev - 'text' || '{"truncated": true}')::text
-                            else (jsonb_strip_nulls(jsonb_build_object(
-                                      'type', s.ev->'type', 'thread_id', s.ev->'thread_id', 'job_id', s.ev->'job_id',
-                                      'message_id', s.ev->'message_id', 'stream_id', s.ev->'stream_id', 'seq', s.ev->'seq',
-                                      'status', s.ev->'status')) || '{"truncated": true}')::text
-                       end as payload
-                  from unnest(p_events) with ordinality as x(ev, n)
-                  cross join lateral (select jsonb_strip_nulls(x.ev) as ev) s) e
-          left join agentq.threads t on t.id = e.thread_id
-         cross join lateral (values (1, t.channel), (2, all_channel)) as c(k, channel)
-         where c.channel is not null
-         order by e.n, c.k
-    loop
-        perform pg_notify(r.channel, r.payload);
-    end loop;
+    -- One statement: a volatile function in the select list is evaluated after the sort, row by
+    -- row in its order (PostgreSQL 9.6 and later), so the notifications go out in event order.
+    perform pg_notify(c.channel, e.payload)
+      from (select x.n, (s.ev->>'thread_id')::uuid as thread_id,
+                   case when s.size <= 7900 then s.body
+                        when octet_length((s.ev - 'text')::text) <= 7880 then (s.ev - 'text' || '{"truncated": true}')::text
+                        else (jsonb_strip_nulls(jsonb_build_object(
+                                  'type', s.ev->'type', 'thread_id', s.ev->'thread_id', 'job_id', s.ev->'job_id',
+                                  'message_id', s.ev->'message_id', 'stream_id', s.ev->'stream_id', 'seq', s.ev->'seq',
+                                  'status', s.ev->'status')) || '{"truncated": true}')::text
+                   end as payload
+              from unnest(p_events) with ordinality as x(ev, n)
+              cross join lateral (select jsonb_strip_nulls(x.ev) as ev) stripped
+              cross join lateral (select stripped.ev, stripped.ev::text as body) t
+              cross join lateral (select t.ev, t.body, octet_length(t.body) as size) s) e
+      left join agentq.threads t on t.id = e.thread_id
+     cross join lateral (values (1, t.channel), (2, all_channel)) as c(k, channel)
+     where c.channel is not null
+     order by e.n, c.k;
 end $$;
 
 -- Sends one event (see emit_all).
