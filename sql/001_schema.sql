@@ -182,9 +182,6 @@ create table if not exists agentq.streams (
     created_at   timestamptz not null default now(),
     updated_at   timestamptz not null default now()
 );
--- A live stream's row is updated on every tick (last_seq only): room in its page keeps those
--- updates HOT, without new index entries.
-alter table agentq.streams set (fillfactor = 70);
 create index if not exists streams_by_thread on agentq.streams (thread_id, created_at);
 create index if not exists streams_by_job on agentq.streams (job_id) where status = 'streaming';
 create index if not exists streams_ended on agentq.streams (updated_at) where status <> 'streaming';

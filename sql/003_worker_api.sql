@@ -306,7 +306,7 @@ language sql as $$
         select tail.stream_id, tail.seq, tail.text from tail
         returning stream_id, seq, text),
     moved as (
-        update agentq.streams s set last_seq = ins.seq from ins where s.id = ins.stream_id
+        update agentq.streams s set last_seq = ins.seq, updated_at = now() from ins where s.id = ins.stream_id
         returning s.id, s.thread_id, s.job_id, s.message_id, ins.seq, ins.text)
     select coalesce(array_agg(jsonb_build_object('type', 'stream.delta', 'thread_id', m.thread_id, 'job_id', m.job_id,
                                                  'message_id', m.message_id, 'stream_id', m.id, 'seq', m.seq,

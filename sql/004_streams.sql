@@ -95,10 +95,10 @@ begin
         insert into agentq.stream_deltas (stream_id, seq, text, parts)
         select c.stream_id, c.seq, coalesce(c.text, ''), c.parts from checked c where c.ok
         returning stream_id),
-    -- Only last_seq changes (no indexed column), so the update is HOT: a live stream's updated_at
-    -- is not kept, as only ended streams' is read (pruning, followers catching up).
+    -- updated_at is the time of the stream's last delta: followers catch up on the streams updated
+    -- since they lost their connection (ThreadFollower).
     upd as (
-        update agentq.streams s set last_seq = c.seq
+        update agentq.streams s set last_seq = c.seq, updated_at = now()
           from checked c where c.ok and s.id = c.stream_id
         returning s.id)
     -- The answer and the events straight from the checked rows, in stream order (no JSON in between).

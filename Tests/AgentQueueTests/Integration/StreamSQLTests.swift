@@ -119,6 +119,20 @@ extension StreamSQLTests {
     /// A worker that lost the answer to a tick sends that delta again unchanged: it counts as written
     /// and does not stop the generation; the last delta, led by such a delta, adds only what did not
     /// land. (Before, the resend was a seq gap: a silent network cancelled streamed jobs.)
+    /// A live stream's updated_at is the time of its last delta: a follower that lost its connection
+    /// catches up on the streams updated since (ThreadFollower), so a tick must move it.
+    @Test func eachTickMovesTheLiveStreamsUpdatedAt() async throws {
+        try await TestDatabase.with("stream_updated_at") { client, _ in
+            let (_, streams, opening) = try await Self.claimOneAndOpenItsStream(client)
+            let sid = opening.streamID
+            let opened: Date = try await client.scalar("SELECT updated_at FROM agentq.streams WHERE id = \(sid)")
+            _ = try await streams.write([.init(streamID: sid, attempt: 1, seq: 0, text: "Hel")], logger: TestDatabase.logger)
+            let afterTick: Date = try await client.scalar("SELECT updated_at FROM agentq.streams WHERE id = \(sid)")
+            #expect(afterTick > opened)
+            #expect(try await client.scalar("SELECT status FROM agentq.streams WHERE id = \(sid)") == "streaming")
+        }
+    }
+
     @Test func aTickSentAgainAfterItsAnswerWasLostIsADuplicateNotAStop() async throws {
         try await TestDatabase.with("stream_resend") { client, _ in
             let (job, streams, opening) = try await Self.claimOneAndOpenItsStream(client)
