@@ -74,7 +74,6 @@ public final class ModelRegistry: Sendable {
         }
     }
 
-    /// Whether the table rows are older than `maxAge` (or were never loaded).
     /// Asks for the providers to be read again before the next batch (`agentq.providers` changed).
     public func requestReload() {
         state.withLock { $0.reloadRequested = true }
@@ -89,6 +88,7 @@ public final class ModelRegistry: Sendable {
         }
     }
 
+    /// Whether the table rows are older than `maxAge` (or were never loaded).
     public func isStale(maxAge: Duration) -> Bool {
         state.withLock { s in s.loadedAt.map { ContinuousClock.now - $0 > maxAge } ?? true }
     }
