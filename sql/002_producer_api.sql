@@ -91,7 +91,7 @@ begin
     -- row in its order (PostgreSQL 9.6 and later), so the notifications go out in event order.
     perform pg_notify(c.channel, e.payload)
       from (select x.n, (s.ev->>'thread_id')::uuid as thread_id,
-                   case when s.size <= 7900 then s.body
+                   case when octet_length(b.body) <= 7900 then b.body
                         when octet_length((s.ev - 'text')::text) <= 7880 then (s.ev - 'text' || '{"truncated": true}')::text
                         else (jsonb_strip_nulls(jsonb_build_object(
                                   'type', s.ev->'type', 'thread_id', s.ev->'thread_id', 'job_id', s.ev->'job_id',
@@ -99,9 +99,8 @@ begin
                                   'status', s.ev->'status')) || '{"truncated": true}')::text
                    end as payload
               from unnest(p_events) with ordinality as x(ev, n)
-              cross join lateral (select jsonb_strip_nulls(x.ev) as ev) stripped
-              cross join lateral (select stripped.ev, stripped.ev::text as body) t
-              cross join lateral (select t.ev, t.body, octet_length(t.body) as size) s) e
+              cross join lateral (select jsonb_strip_nulls(x.ev) as ev) s
+              cross join lateral (select s.ev::text as body) b) e
       left join agentq.threads t on t.id = e.thread_id
      cross join lateral (values (1, t.channel), (2, all_channel)) as c(k, channel)
      where c.channel is not null
@@ -553,6 +552,18 @@ $$;
 
 -- Jobs ----------------------------------------------------------------------------------------------
 
+-- Wakes the workers that wait for work on these queues (marked `waiting` by a claim that came back
+-- short, and alive): one NOTIFY on agentq_jobs per queue. Only when one waits, since a NOTIFY
+-- serialises the committing transaction's commit.
+create or replace function agentq.wake_workers(p_queues text[]) returns void
+language sql as $$
+    select count(*) from (
+        select pg_notify('agentq_jobs', q.queue)
+          from (select distinct unnest(p_queues) as queue) q
+         where exists (select 1 from agentq.worker_registry w
+                        where w.waiting and q.queue = any (w.queues) and w.heartbeat_at > now() - interval '1 minute')) n
+$$;
+
 -- Every job goes through this trigger, so a plain INSERT INTO agentq.jobs behaves as generate():
 -- options are checked and lifted into columns, the agent and thread are checked (a missing thread is
 -- created), the prompt in options.prompt is saved as a user message, the job is blocked behind an
@@ -671,11 +682,8 @@ begin
         perform agentq.emit(jsonb_build_object('type', 'job.queued', 'thread_id', new.thread_id, 'job_id', new.id,
                                                'message_id', new.prompt_message_id, 'status', 'queued'));
     end if;
-    -- Wake a worker only when one waits for work (a NOTIFY serialises this transaction's commit).
-    if not new.blocked and new.run_at <= now()
-       and exists (select 1 from agentq.worker_registry w
-                    where w.waiting and new.queue = any (w.queues) and w.heartbeat_at > now() - interval '1 minute') then
-        perform pg_notify('agentq_jobs', new.queue);
+    if not new.blocked and new.run_at <= now() then
+        perform agentq.wake_workers(array[new.queue]);
     end if;
     return new;
 end $$;
@@ -815,11 +823,7 @@ language sql as $$
         returning j.queue, j.run_at)
     -- A job that became runnable wakes a waiting worker, as an enqueue does (jobs_before_insert):
     -- workers claim on freed slots only while their last claim came back full.
-    select count(*) from (
-        select pg_notify('agentq_jobs', q.queue)
-          from (select distinct u.queue from unblocked u where u.run_at <= now()) q
-         where exists (select 1 from agentq.worker_registry w
-                        where w.waiting and q.queue = any (w.queues) and w.heartbeat_at > now() - interval '1 minute')) n
+    select agentq.wake_workers(array(select distinct u.queue from unblocked u where u.run_at <= now()))
 $$;
 
 -- Cancels a job. Queued (or waiting) jobs are cancelled at once: returns true. A running job is

@@ -88,15 +88,7 @@ public enum OpenAIWire {
 
     /// Parses the `data` of one SSE event (not `[DONE]`).
     public static func parseChunk(_ data: String) throws -> Chunk {
-        let root: [String: JSONValue]
-        do {
-            guard let object = try JSONValue.parse(data).objectValue else { throw GenerationError(.transient, "not an object") }
-            root = object
-        } catch is JSONDepthError {
-            throw GenerationError(.permanent, "the model sent a stream chunk nested more than \(Limits.jsonDepth) levels deep")
-        } catch {
-            throw GenerationError(.transient, "the model sent a stream chunk that is not a JSON object: \(data.prefix(200))")
-        }
+        let root = try object(data, named: "stream chunk")
         var chunk = Chunk()
         if let error = root["error"] { chunk.error = errorMessage(error) }
         chunk.usage = root["usage"]?.objectValue.flatMap(usage)
@@ -119,15 +111,7 @@ public enum OpenAIWire {
 
     /// Parses a whole (non-streamed) chat completion.
     public static func parseCompletion(_ body: String) throws -> ChatReply {
-        let root: [String: JSONValue]
-        do {
-            guard let object = try JSONValue.parse(body).objectValue else { throw GenerationError(.transient, "not an object") }
-            root = object
-        } catch is JSONDepthError {
-            throw GenerationError(.permanent, "the model's response is nested more than \(Limits.jsonDepth) levels deep")
-        } catch {
-            throw GenerationError(.transient, "the model's response is not a JSON object: \(body.prefix(200))")
-        }
+        let root = try object(body, named: "response")
         if let error = root["error"] { throw GenerationError(.transient, "the model returned an error: \(errorMessage(error))") }
         guard let choice = root["choices"]?.arrayValue?.first?.objectValue, let message = choice["message"]?.objectValue else {
             throw GenerationError(.transient, "the model's response has no choices[0].message")
@@ -143,6 +127,23 @@ public enum OpenAIWire {
         return ChatReply(
             text: message["content"]?.stringValue ?? "", finishReason: choice["finish_reason"]?.stringValue ?? "stop",
             usage: root["usage"]?.objectValue.flatMap(usage), toolCalls: calls)
+    }
+
+    /// The JSON object the model sent: nesting past `Limits.jsonDepth` is a permanent fault (the
+    /// same request gets the same answer), anything else that is not an object a transient one.
+    private static func object(_ text: String, named what: String) throws -> [String: JSONValue] {
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(text)
+        } catch is JSONDepthError {
+            throw GenerationError(.permanent, "the model sent a \(what) nested more than \(Limits.jsonDepth) levels deep")
+        } catch {
+            value = .null
+        }
+        guard let object = value.objectValue else {
+            throw GenerationError(.transient, "the model sent a \(what) that is not a JSON object: \(text.prefix(200))")
+        }
+        return object
     }
 
     /// Parses an embeddings response: the vectors in input order, and the tokens counted.

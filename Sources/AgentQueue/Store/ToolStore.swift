@@ -71,48 +71,69 @@ public struct ToolStore: Sendable {
     /// Runs `body` in the step's transaction, after `agentq.begin_step` saved the step's assistant
     /// message and calls (nil message when resuming calls saved before), its known results, its
     /// stream end and lease extension. Throws, with nothing saved, when the job is no longer held.
-    /// `extraTime`: added to the statement deadline (the SQL tools' own timeouts).
+    /// `firstSQLToolTimeout`: the statement timeout of the first SQL tool `body` runs, set by the
+    /// same statement. `extraTime`: added to the statement deadline (the SQL tools' own timeouts).
     public func inStep<T: Sendable>(
-        _ step: Step, extraTime: Duration = .zero, logger: Logger,
+        _ step: Step, firstSQLToolTimeout: Duration? = nil, extraTime: Duration = .zero, logger: Logger,
         _ body: @escaping @Sendable (StepTransaction) async throws -> T
     ) async throws -> T {
         try await database.withTransaction(deadline: database.deadline + extraTime, logger: logger) { connection in
-            _ = try await connection.checkedQuery(
-                """
-                SELECT agentq.begin_step(\(workerID), \(step.jobID), \(step.attempt)::int, \(step.json)::jsonb)
-                """, logger: logger
-            ).collect()
-            return try await body(StepTransaction(connection: connection, workerID: workerID, logger: logger))
+            var sessionTimeout = "0"
+            if let first = firstSQLToolTimeout {
+                // The session's timeout is read before the tool's is set (a target list is evaluated
+                // in order); the tools' statements set it back.
+                let rows = try await connection.checkedQuery(
+                    """
+                    SELECT current_setting('statement_timeout'), agentq.begin_step(\(workerID), \(step.jobID), \(step.attempt)::int, \(step.json)::jsonb)::text,
+                           set_config('statement_timeout', \(StepTransaction.milliseconds(first)), true)
+                    """, logger: logger)
+                for try await (timeout, _, _) in rows.decode((String, String?, String).self) { sessionTimeout = timeout }
+            } else {
+                _ = try await connection.checkedQuery(
+                    """
+                    SELECT agentq.begin_step(\(workerID), \(step.jobID), \(step.attempt)::int, \(step.json)::jsonb)
+                    """, logger: logger
+                ).collect()
+            }
+            return try await body(
+                StepTransaction(connection: connection, workerID: workerID, sessionTimeout: sessionTimeout, logger: logger))
         }
     }
 
-    /// The statements of a step's transaction (`inStep`).
+    /// The statements of a step's transaction (`inStep`). Each SQL tool runs in a savepoint under
+    /// its own statement timeout, set by the statement before the savepoint; the statement that
+    /// ends a tool (its call, or its error result) sets the next tool's timeout, or the session's
+    /// after the last. So a step with one SQL tool takes six statements: BEGIN, the step, SAVEPOINT,
+    /// the tool, the next stream, COMMIT.
     public struct StepTransaction: Sendable {
         let connection: PostgresConnection
         let workerID: String
+        /// The session's `statement_timeout`, read before the first tool's was set.
+        let sessionTimeout: String
         let logger: Logger
 
         /// A SQL tool's failure, after its writes were rolled back to the savepoint (the
-        /// transaction goes on).
+        /// transaction goes on, under this tool's timeout until `recordResults` sets the next).
         public struct ToolFailed: Error {
             public var underlying: any Error
         }
 
-        /// Runs a SQL tool call (`agentq.run_sql_tool`) in a savepoint under its own statement
-        /// timeout; returns its result, or throws `ToolFailed` with its writes undone.
-        public func runSQLTool(jobID: Int64, callID: String, timeout: Duration) async throws -> JSONValue {
+        /// Runs a SQL tool call (`agentq.run_sql_tool`) in a savepoint under the timeout set before
+        /// it; returns its result and sets `nextTimeout` (nil: the session's) for what follows, or
+        /// throws `ToolFailed` with its writes undone. The savepoint is not released: COMMIT keeps
+        /// its writes, and a later tool's ROLLBACK TO goes back to that tool's own savepoint.
+        public func runSQLTool(jobID: Int64, callID: String, thenTimeout nextTimeout: Duration?) async throws -> JSONValue {
             try await run("SAVEPOINT agentq_tool")
-            try await run("SET LOCAL statement_timeout = \(max(1, Int(timeout.seconds * 1000)))")
             do {
                 var value: JSONValue = .null
-                for try await text in try await connection.checkedQuery(
+                for try await (text, _) in try await connection.checkedQuery(
                     """
-                    SELECT coalesce(agentq.run_sql_tool(\(jobID), \(callID)), 'null'::jsonb)::text
+                    SELECT coalesce(agentq.run_sql_tool(\(jobID), \(callID)), 'null'::jsonb)::text,
+                           set_config('statement_timeout', \(timeoutSetting(nextTimeout)), true)
                     """, logger: logger
-                ).decode(String.self) {
+                ).decode((String, String).self) {
                     value = (try? JSONValue.parse(text)) ?? .null
                 }
-                try await run("RELEASE SAVEPOINT agentq_tool")
                 return value
             } catch {
                 try await run("ROLLBACK TO SAVEPOINT agentq_tool")
@@ -120,16 +141,13 @@ public struct ToolStore: Sendable {
             }
         }
 
-        /// Back to the session's statement timeout after SQL tools ran.
-        public func resetStatementTimeout() async throws {
-            try await run("SET LOCAL statement_timeout TO DEFAULT")
-        }
-
-        /// Saves results of calls saved before (`agentq.record_tool_results`).
-        public func recordResults(jobID: Int64, _ results: [String: ToolResult]) async throws {
+        /// Saves results of calls saved before (`agentq.record_tool_results`), and sets
+        /// `nextTimeout` (nil: the session's) for the statements that follow.
+        public func recordResults(jobID: Int64, _ results: [String: ToolResult], thenTimeout nextTimeout: Duration?) async throws {
             _ = try await connection.checkedQuery(
                 """
-                SELECT agentq.emit_all(agentq.record_tool_results(\(jobID), \(Step.resultsJSON(results))::jsonb))
+                SELECT agentq.emit_all(agentq.record_tool_results(\(jobID), \(Step.resultsJSON(results))::jsonb))::text,
+                       set_config('statement_timeout', \(timeoutSetting(nextTimeout)), true)
                 """, logger: logger
             ).collect()
         }
@@ -142,6 +160,10 @@ public struct ToolStore: Sendable {
                 """, logger: logger
             ).collect()
         }
+
+        static func milliseconds(_ timeout: Duration) -> String { String(max(1, Int(timeout.seconds * 1000))) }
+
+        private func timeoutSetting(_ timeout: Duration?) -> String { timeout.map(Self.milliseconds) ?? sessionTimeout }
 
         private func run(_ sql: String) async throws {
             _ = try await connection.checkedQuery(PostgresQuery(unsafeSQL: sql), logger: logger).collect()

@@ -176,19 +176,21 @@ struct ToolExecutor {
         openingNext next: StreamStore.Opening?
     ) async throws -> [String: ToolResult] {
         let toolTime = calls.map(\.timeout).reduce(Duration.zero, +)
-        return try await toolbox.store.inStep(step, extraTime: toolTime, logger: logger) { transaction in
+        return try await toolbox.store.inStep(
+            step, firstSQLToolTimeout: calls.first?.timeout, extraTime: toolTime, logger: logger
+        ) { transaction in
             var results: [String: ToolResult] = [:]
-            for (callID, timeout) in calls {
+            for (index, (callID, _)) in calls.enumerated() {
+                let nextTimeout = index + 1 < calls.count ? calls[index + 1].timeout : nil
                 do {
-                    let value = try await transaction.runSQLTool(jobID: job.id, callID: callID, timeout: timeout)
+                    let value = try await transaction.runSQLTool(jobID: job.id, callID: callID, thenTimeout: nextTimeout)
                     results[callID] = ToolResult(value: value, isError: false)
                 } catch let failure as ToolStore.StepTransaction.ToolFailed {
                     let result = ToolResult(value: ToolStepPlan.errorResult(describeDatabaseError(failure.underlying)), isError: true)
                     results[callID] = result
-                    try await transaction.recordResults(jobID: job.id, [callID: result])
+                    try await transaction.recordResults(jobID: job.id, [callID: result], thenTimeout: nextTimeout)
                 }
             }
-            if !calls.isEmpty { try await transaction.resetStatementTimeout() }
             if let next { try await transaction.openStream(next) }
             return results
         }

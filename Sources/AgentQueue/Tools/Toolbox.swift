@@ -7,7 +7,7 @@ public struct Toolbox: Sendable {
     public var caller: ToolCaller
     /// Tools registered in code, by name (they win over `agentq.tools` rows of the same name).
     public var swiftTools: [String: SwiftTool]
-    /// The `agentq.tools` rows read so far (invalidated when the table changes).
+    /// The `agentq.tools` and `agentq.agents` rows read so far (invalidated when the tables change).
     public var catalog: CatalogCache
 
     public init(store: ToolStore, caller: ToolCaller, swiftTools: [String: SwiftTool] = [:], catalog: CatalogCache = CatalogCache()) {
@@ -18,9 +18,9 @@ public struct Toolbox: Sendable {
     }
 
     /// Each generation's tool set (Swift tools first, then `agentq.tools` rows: from the catalog
-    /// cache, else one query for the batch) and, for retried or resumed attempts, the calls left open. Only the job's own tool set
-    /// is resolved: an open call naming another tool finds no definition (the executor answers it
-    /// with an error). Jobs without tools cost no query.
+    /// cache, else one query for the batch) and, for retried or resumed attempts, the calls left
+    /// open. Only the job's own tool set is resolved: an open call naming another tool finds no
+    /// definition (the executor answers it with an error). Jobs without tools cost no query.
     func resolve(_ jobs: [(job: ClaimedJob, settings: GenerationSettings)], logger: Logger) async throws -> [Int64: JobTools] {
         let withTools = jobs.filter { !$0.settings.toolNames.isEmpty }
         guard !withTools.isEmpty else { return [:] }

@@ -89,7 +89,7 @@ public struct WorkerService: Service {
         let generator = Generator(models: models, policy: policy, toolbox: toolbox, memory: memory)
         let dispatcher = JobDispatcher(
             generate: GenerateHandler(
-                generator: generator, store: store, catalog: catalog, streamStore: streamStore, streams: state.streams,
+                generator: generator, store: store, streamStore: streamStore, streams: state.streams,
                 defaultRecentMessages: configuration.recentMessages),
             embed: EmbedHandler(runner: EmbedRunner(models: models, store: memory, policy: policy)),
             state: state, policy: policy, logger: logger)

@@ -108,6 +108,7 @@ extension HostileProducerTests {
         "agentq.update_thread(uuid,text,text,text,jsonb)": "producer",
         "agentq.vector_index_name(integer)": "producer worker",
         "agentq.vector_type(integer)": "producer worker",
+        "agentq.wake_workers(text[])": "producer worker",
         "agentq.write_deltas(text,jsonb)": "worker"
     ]
 

@@ -63,6 +63,39 @@ extension ToolTests {
         }
     }
 
+    /// Each SQL tool of a step runs under its own `timeout_ms`, whichever ran or failed before it
+    /// (one statement sets the next tool's timeout).
+    @Test func eachSQLToolOfAStepRunsUnderItsOwnTimeout() async throws {
+        try await Self.withSetup("tools_timeouts") { client, url, _ in
+            try await client.run(
+                """
+                INSERT INTO agentq.tools (name, description, parameters, kind, target, options)
+                SELECT 'quick', 'Must answer at once', parameters, 'sql', 'public.place_order', '{"timeout_ms": 300}'
+                  FROM agentq.tools WHERE name = 'place_order'
+                """)
+            let worker = try WorkerProcess(url: url)
+            // quick (300 ms) times out; place_order (3 s) then sleeps 0.6 s and still succeeds.
+            let first = try await Self.generate(
+                client, #"a [mock tool=quick,place_order args='[{"item": "q1", "sleep": 1}, {"item": "p1", "sleep": 0.6}]']"#,
+                tools: ["quick", "place_order"])
+            // place_order succeeds first; quick still gets its own 300 ms, not place_order's 3 s.
+            let second = try await Self.generate(
+                client, #"b [mock tool=place_order,quick args='[{"item": "p2", "sleep": 0.6}, {"item": "q2", "sleep": 1}]']"#,
+                tools: ["quick", "place_order"])
+            for job in [first, second] { try await Self.waitFor(client, job, "succeeded") }
+            #expect(try await client.scalar("SELECT string_agg(item, ',' ORDER BY item) FROM public.orders") == "p1,p2")
+            let outcomes: String = try await client.scalar(
+                """
+                SELECT string_agg(tool_name || ':' || is_error || ':' || (result::text LIKE '%statement timeout%'), ' '
+                                  ORDER BY job_id, tool_call_id)
+                  FROM agentq.tool_calls WHERE job_id IN (\(first), \(second))
+                """)
+            #expect(outcomes == "quick:true:true place_order:false:false place_order:false:false quick:true:true")
+            worker.signal(SIGTERM)
+            #expect(await worker.waitForExit() == 0)
+        }
+    }
+
     @Test func httpToolsCallAllowedHostsOnly() async throws {
         try await Self.withSetup("tools_http") { client, url, mock in
             let base = "http://127.0.0.1:\(mock.port)/tools"

@@ -64,7 +64,12 @@ import Testing
         let ok = String(repeating: "{\"a\":", count: 128) + "1" + String(repeating: "}", count: 128)
         #expect(try JSONValue.parse(ok) != .null)
         #expect(try JSONValue.parse(#"{"s": "[[[[\"]]]"}"#)["s"] == .string(#"[[[["]]]"#))
+        // Too deep is permanent (the same request gets the same answer); not an object is transient.
         #expect(throws: GenerationError.self) { try OpenAIWire.parseChunk(deep) }
+        let tooDeep = #expect(throws: GenerationError.self) { try OpenAIWire.parseCompletion("{\"choices\": " + deep + "}") }
+        #expect(tooDeep?.kind == .permanent)
+        let notAnObject = #expect(throws: GenerationError.self) { try OpenAIWire.parseChunk("[1, 2]") }
+        #expect(notAnObject?.kind == .transient && notAnObject?.message.contains("not a JSON object") == true)
         let plan = ToolStepPlan(
             [AssembledToolCall(id: "c", name: "t", arguments: deep)],
             tools: ["t": ToolDefinition(name: "t", description: "", parameters: .object([:]), kind: .client)])

@@ -1,13 +1,13 @@
 import Logging
 
 /// Prepares and runs `generate` jobs. Preparing a claimed batch reads its contexts and the agents
-/// not in the catalog cache (two statements in parallel), works out each job's settings once (`GenerationSettings`: job over
-/// thread over agent), resolves tool sets, and opens the streams of the jobs that stream (one
-/// statement); each job's time budget is its settings' `timeout_ms`.
+/// not in the catalog cache (the toolbox's; two statements in parallel), works out each job's
+/// settings once (`GenerationSettings`: job over thread over agent), resolves tool sets, and opens
+/// the streams of the jobs that stream (one statement); each job's time budget is its settings'
+/// `timeout_ms`.
 struct GenerateHandler: JobHandler {
     let generator: Generator
     let store: JobStore
-    let catalog: CatalogCache
     let streamStore: StreamStore
     let streams: LiveStreams
     /// The `recent_messages` setting: the context window when no option names one.
@@ -29,7 +29,9 @@ struct GenerateHandler: JobHandler {
         let agents: [String: AgentRecord]
         let contexts: [Int64: JobContextRecord]
         do {
-            async let a = catalog.agents(named: jobs.compactMap(\.agentName)) { try await store.agents(named: $0, logger: logger) }
+            async let a = generator.toolbox.catalog.agents(named: jobs.compactMap(\.agentName)) {
+                try await store.agents(named: $0, logger: logger)
+            }
             async let c = store.contexts(jobIDs: jobs.map(\.id), recentMessages: defaultRecentMessages, logger: logger)
             (agents, contexts) = try await (a, c)
         } catch {
